@@ -1,0 +1,12 @@
+//! nvg-studio: an editor and toolkit for Next Visual Granularity (NVG) generation.
+//!
+//! Layers, lower to higher: [`granularity`] (plain data and algorithms) ← [`model`] (burn
+//! modules) ← [`data`], [`train`] ← the command line. See `docs/architecture.md`.
+
+pub mod backend;
+pub mod data;
+pub mod granularity;
+pub mod model;
+pub mod pipeline;
+pub mod train;
+pub mod viz;

@@ -1,0 +1,358 @@
+//! The `nvg-studio` command line. Every subcommand calls the library; errors end the process
+//! with one line naming the file or value at fault and a non-zero exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::module::Module;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use nvg_studio::backend::{self, Backend, BackendChoice};
+use nvg_studio::data::{self, FolderSource, ImageFolder, ImageSource, SyntheticShapes};
+use nvg_studio::model::tokenizer_io::{import_reference_safetensors, load_tokenizer};
+use nvg_studio::model::{Tokenizer, TokenizerConfig};
+use nvg_studio::pipeline::encode_images;
+use nvg_studio::train::{TokenizerTrainOptions, train_tokenizer};
+use nvg_studio::viz::stage_strip;
+
+/// Background that transparent images are composited on (white, as the emoji dataset uses).
+const BACKGROUND: [u8; 3] = [255, 255, 255];
+
+/// Default tokenizer shipped with the project.
+const DEFAULT_TOKENIZER: &str = "assets/demo-tokenizer";
+
+#[derive(Parser)]
+#[command(name = "nvg-studio", version, about = "Next Visual Granularity (NVG) generation: editor and tools",
+    long_about = "nvg-studio turns images into NVG granularity sequences (a structure map and codes per stage) \
+and back. Without a subcommand it runs a short demo (the editor is not built yet).")]
+struct Cli {
+    /// Compute backend: auto (wgpu on a hardware GPU, else CPU), cpu, or wgpu.
+    #[arg(long, global = true, default_value = "auto")]
+    backend: BackendChoice,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Encode an image into its granularity sequence and write a stage strip.
+    ///
+    /// Example: nvg-studio encode photo.png --strip strip.png --out seq.ron
+    Encode {
+        /// Image to encode (PNG, JPEG, …; resized: shorter side to the model size, centre crop).
+        image: PathBuf,
+        /// Tokenizer checkpoint directory.
+        #[arg(long, default_value = DEFAULT_TOKENIZER)]
+        model: PathBuf,
+        /// Load reference weights (official key layout, safetensors) instead of --model; needs --preset.
+        #[arg(long)]
+        reference_weights: Option<PathBuf>,
+        /// Configuration preset for --reference-weights (small, test-tiny, reference-tiny, paper).
+        #[arg(long, default_value = "reference-tiny")]
+        preset: String,
+        /// Where to write the stage strip PNG (decoded canvas above structure map, per stage).
+        #[arg(long)]
+        strip: Option<PathBuf>,
+        /// Where to write the sequence (.ron, or .json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the sequence as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a tokenizer on an image folder (sub-folder = class) or synthetic shapes.
+    ///
+    /// Example: nvg-studio train-tokenizer --data images/ --preset small --out runs/tok --steps 2000
+    TrainTokenizer {
+        /// Image folder, one sub-folder per class.
+        #[arg(long, conflicts_with = "synthetic")]
+        data: Option<PathBuf>,
+        /// Train on N procedurally drawn shape images instead of a folder.
+        #[arg(long)]
+        synthetic: Option<usize>,
+        /// Configuration preset (small, test-tiny, reference-tiny, paper).
+        #[arg(long, default_value = "small")]
+        preset: String,
+        /// Output checkpoint directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Total optimisation steps.
+        #[arg(long, default_value_t = 2000)]
+        steps: u64,
+        /// Images per step.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Checkpoint every N steps.
+        #[arg(long, default_value_t = 500)]
+        checkpoint_every: u64,
+        /// IBQ soft warm-up steps.
+        #[arg(long, default_value_t = 200)]
+        soft_warmup: u64,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Continue from the checkpoint in --out.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Print presets, parameter counts and the backend in use.
+    Info {
+        /// Only this tokenizer preset.
+        #[arg(long)]
+        preset: Option<String>,
+    },
+    /// Measure speed (results go to docs/benchmarks.md by hand, with this command).
+    ///
+    /// Example: nvg-studio bench --backend cpu
+    Bench {
+        /// Repetitions per measurement (median reported).
+        #[arg(long, default_value_t = 20)]
+        reps: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pick_backend(choice: BackendChoice) -> Result<Backend> {
+    let b = backend::select(choice)?;
+    eprintln!("backend: {b}");
+    Ok(b)
+}
+
+fn preset(name: &str) -> Result<TokenizerConfig> {
+    TokenizerConfig::preset(name).ok_or_else(|| {
+        anyhow!("unknown preset '{name}': expected one of {}", TokenizerConfig::PRESETS.join(", "))
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => demo(cli.backend),
+        Some(Command::Info { preset: p }) => info(cli.backend, p),
+        Some(Command::Encode { image, model, reference_weights, preset: p, strip, out, json }) => {
+            let b = pick_backend(cli.backend)?;
+            let (cfg, tok) = match reference_weights {
+                Some(w) => {
+                    let cfg = preset(&p)?;
+                    (cfg.clone(), import_reference_safetensors(&w, &cfg, &b.device)?)
+                }
+                None => {
+                    let (meta, t) = load_tokenizer(&model, None, &b.device)
+                        .map_err(|e| anyhow!("{e} (restore {DEFAULT_TOKENIZER} or pass --model DIR)"))?;
+                    (meta.config, t)
+                }
+            };
+            encode(&tok, &cfg, &image, strip.as_deref(), out.as_deref(), json, &b)
+        }
+        Some(Command::TrainTokenizer {
+            data,
+            synthetic,
+            preset: p,
+            out,
+            steps,
+            batch,
+            lr,
+            checkpoint_every,
+            soft_warmup,
+            seed,
+            resume,
+        }) => {
+            let b = pick_backend(cli.backend)?;
+            let cfg = preset(&p)?;
+            let size = cfg.image_size as u32;
+            let source: Box<dyn ImageSource> = match (data, synthetic) {
+                (Some(dir), _) => {
+                    let folder = ImageFolder::open(&dir)?;
+                    eprintln!(
+                        "data: {} images in {} classes from {}",
+                        folder.len(),
+                        folder.class_names().len(),
+                        dir.display()
+                    );
+                    Box::new(FolderSource::new(folder, size, BACKGROUND)?)
+                }
+                (None, Some(n)) => Box::new(SyntheticShapes::new(n, size, seed)?),
+                (None, None) => bail!("give --data DIR (one sub-folder per class) or --synthetic N"),
+            };
+            let opts = TokenizerTrainOptions {
+                steps,
+                batch_size: batch,
+                lr,
+                checkpoint_every,
+                soft_warmup_steps: soft_warmup,
+                seed,
+                ..Default::default()
+            };
+            let pb = ProgressBar::new(steps);
+            pb.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let report = train_tokenizer(&cfg, source.as_ref(), &out, &opts, resume, &b.device, &mut |s| {
+                pb.set_position(s.step);
+                pb.set_message(format!(
+                    "loss {:.4} (recon {:.4}, vq {:.4}) {:.1} img/s",
+                    s.loss, s.recon, s.vq, s.images_per_sec
+                ));
+            })?;
+            pb.finish();
+            println!("held-out PSNR per stage (dB), {} images:", report.eval_images);
+            for (i, p) in report.psnr_per_stage.iter().enumerate() {
+                println!(
+                    "  stage {i}: {p:6.2} dB   codebook use {:5.1}%",
+                    100.0 * report.codebook_usage_per_stage[i]
+                );
+            }
+            println!("checkpoint: {}", out.display());
+            Ok(())
+        }
+        Some(Command::Bench { reps }) => bench(cli.backend, reps),
+    }
+}
+
+fn encode(
+    tok: &Tokenizer,
+    cfg: &TokenizerConfig,
+    image: &Path,
+    strip: Option<&Path>,
+    out: Option<&Path>,
+    json: bool,
+    b: &Backend,
+) -> Result<()> {
+    let img = data::load_rgb(image, cfg.image_size as u32, BACKGROUND)?;
+    let enc = encode_images(tok, cfg, &[img], &b.device).into_iter().next().context("nothing encoded")?;
+    if let Some(p) = strip {
+        let maps: Vec<Vec<u32>> = enc.sequence.stages.iter().map(|s| s.structure.clone()).collect();
+        let fig = stage_strip(&enc.stage_images, &maps, cfg.grid_side());
+        save_png(&fig, p)?;
+        eprintln!("stage strip: {}", p.display());
+    }
+    if let Some(p) = out {
+        enc.sequence.save_atomic(p).with_context(|| format!("sequence {}", p.display()))?;
+        eprintln!("sequence: {}", p.display());
+    }
+    if json {
+        println!("{}", enc.sequence.to_json_string()?);
+    }
+    Ok(())
+}
+
+fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .with_context(|| format!("image {}", path.display()))?;
+    nvg_studio::model::checkpoint::write_atomic(path, &bytes)
+        .with_context(|| format!("image {}: cannot write", path.display()))
+}
+
+fn demo(choice: BackendChoice) -> Result<()> {
+    eprintln!("nvg-studio: the editor is not built yet; running the encode demo instead.");
+    let b = pick_backend(choice)?;
+    let (meta, tok) = load_tokenizer(Path::new(DEFAULT_TOKENIZER), None, &b.device)
+        .map_err(|e| anyhow!("{e} (restore {DEFAULT_TOKENIZER} from git, or train one with train-tokenizer)"))?;
+    let sample = Path::new("assets/samples/disc.png");
+    let out = Path::new("nvg-demo-strip.png");
+    encode(&tok, &meta.config, sample, Some(out), None, false, &b)?;
+    println!("Encoded {} into {} stages; open {} to see each stage's canvas above its structure map.",
+        sample.display(), meta.config.num_stages(), out.display());
+    Ok(())
+}
+
+fn info(choice: BackendChoice, only: Option<String>) -> Result<()> {
+    let b = pick_backend(choice)?;
+    let names: Vec<String> = match only {
+        Some(n) => vec![n],
+        None => TokenizerConfig::PRESETS.iter().map(|s| s.to_string()).collect(),
+    };
+    for n in names {
+        let cfg = preset(&n)?;
+        let params = if cfg.image_size <= 64 { Tokenizer::new(&cfg, &b.device).num_params() } else { 0 };
+        println!(
+            "tokenizer preset {n}: {}×{} images, {}×{} grid, {} stages, codebook {}×{}{}",
+            cfg.image_size,
+            cfg.image_size,
+            cfg.grid_side(),
+            cfg.grid_side(),
+            cfg.num_stages(),
+            cfg.codebook_size,
+            cfg.latent_channels,
+            if params > 0 { format!(", {params} parameters") } else { String::new() }
+        );
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn bench(choice: BackendChoice, reps: usize) -> Result<()> {
+    use nvg_studio::granularity::cluster_latent;
+    let b = pick_backend(choice)?;
+    let reps = reps.max(1);
+    // Clustering one 16×16×32 latent.
+    let mut state = 1u64;
+    let feats: Vec<f32> = (0..256 * 32)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        })
+        .collect();
+    let mut t = Vec::new();
+    for _ in 0..reps {
+        let s = Instant::now();
+        let h = cluster_latent(&feats, 16, 32)?;
+        std::hint::black_box(h);
+        t.push(s.elapsed().as_secs_f64());
+    }
+    println!("clustering 16x16x32 latent: median {:.3} ms", 1e3 * median(t));
+    // Encode + decode of one image, small preset.
+    let cfg = TokenizerConfig::small();
+    let tok = Tokenizer::new(&cfg, &b.device);
+    let src = SyntheticShapes::new(4, cfg.image_size as u32, 0)?;
+    let img = src.get(0)?.0;
+    let mut t = Vec::new();
+    for _ in 0..reps {
+        let s = Instant::now();
+        let enc = encode_images(&tok, &cfg, std::slice::from_ref(&img), &b.device);
+        std::hint::black_box(enc);
+        t.push(s.elapsed().as_secs_f64());
+    }
+    println!(
+        "encode + decode of every stage, small preset, batch 1: median {:.2} ms",
+        1e3 * median(t)
+    );
+    // One training step, small preset, batch 16.
+    let dir = std::env::temp_dir().join(format!("nvg-bench-{}", std::process::id()));
+    let src = SyntheticShapes::new(64, cfg.image_size as u32, 0)?;
+    let steps = (reps as u64).min(10) + 2;
+    let opts = TokenizerTrainOptions { steps, batch_size: 16, checkpoint_every: 0, eval_images: 2, ..Default::default() };
+    let mut times = Vec::new();
+    let mut last = Instant::now();
+    train_tokenizer(&cfg, &src, &dir, &opts, false, &b.device, &mut |s| {
+        if s.step > 2 {
+            times.push(last.elapsed().as_secs_f64());
+        }
+        last = Instant::now();
+    })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("tokenizer training step, small preset, batch 16: median {:.1} ms", 1e3 * median(times));
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Versioned checkpoints: a directory holding `checkpoint.json` (kind, format version,
+//! configuration, training state) and `model.bpk` (burnpack weights, which keep parameter ids so
+//! that `optimizer.bpk` can resume training exactly).
+//!
+//! Loading checks the kind and version first, then compares the stored configuration with the
+//! expected one and names the first field that differs, before any weight is read.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::first_difference;
+
+/// Current checkpoint format version.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// File names inside a checkpoint directory.
+pub const META_FILE: &str = "checkpoint.json";
+/// Weights file.
+pub const MODEL_FILE: &str = "model.bpk";
+/// Optimizer state file (only in training checkpoints).
+pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+
+/// The metadata stored next to the weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta<C> {
+    /// What the weights are ("tokenizer", "generator").
+    pub kind: String,
+    /// Format version ([`CHECKPOINT_VERSION`]).
+    pub version: u32,
+    /// Model configuration.
+    pub config: C,
+    /// Training step at which it was written.
+    pub step: u64,
+    /// Free-form training state (seed, data description, loss history…).
+    #[serde(default)]
+    pub extra: serde_json::Value,
+}
+
+/// Errors while reading or writing checkpoints; every message names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The directory or a file in it does not exist.
+    #[error("checkpoint {path}: not found")]
+    Missing {
+        /// Path.
+        path: PathBuf,
+    },
+    /// The metadata could not be read or parsed.
+    #[error("checkpoint {path}: corrupted metadata ({reason})")]
+    BadMeta {
+        /// Path.
+        path: PathBuf,
+        /// Parser message.
+        reason: String,
+    },
+    /// Wrong kind of checkpoint.
+    #[error("checkpoint {path}: is a {found} checkpoint, expected a {expected} checkpoint")]
+    WrongKind {
+        /// Path.
+        path: PathBuf,
+        /// Kind found.
+        found: String,
+        /// Kind expected.
+        expected: String,
+    },
+    /// Unsupported version.
+    #[error("checkpoint {path}: format version {found} is not supported (this build reads version {supported})")]
+    Version {
+        /// Path.
+        path: PathBuf,
+        /// Version found.
+        found: u32,
+        /// Version supported.
+        supported: u32,
+    },
+    /// Config differs from the expected one.
+    #[error("checkpoint {path}: made for another configuration ({diff})")]
+    ConfigMismatch {
+        /// Path.
+        path: PathBuf,
+        /// First differing field.
+        diff: String,
+    },
+    /// The weights could not be read or applied.
+    #[error("checkpoint {path}: corrupted or incompatible weights ({reason})")]
+    BadWeights {
+        /// Path.
+        path: PathBuf,
+        /// Reason.
+        reason: String,
+    },
+    /// Writing failed.
+    #[error("checkpoint {path}: cannot write ({reason})")]
+    Write {
+        /// Path.
+        path: PathBuf,
+        /// Reason.
+        reason: String,
+    },
+}
+
+/// Reads and checks the metadata of a checkpoint directory of `kind`.
+pub fn read_meta<C: for<'de> Deserialize<'de>>(dir: &Path, kind: &str) -> Result<CheckpointMeta<C>, CheckpointError> {
+    let meta_path = dir.join(META_FILE);
+    if !dir.exists() {
+        return Err(CheckpointError::Missing { path: dir.to_path_buf() });
+    }
+    if !meta_path.exists() {
+        return Err(CheckpointError::Missing { path: meta_path });
+    }
+    let text = fs::read_to_string(&meta_path)
+        .map_err(|e| CheckpointError::BadMeta { path: meta_path.clone(), reason: e.to_string() })?;
+    // Check kind and version before the typed parse, so an old or foreign file gets the right message.
+    let raw: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CheckpointError::BadMeta { path: meta_path.clone(), reason: e.to_string() })?;
+    let found_kind = raw.get("kind").and_then(|v| v.as_str()).unwrap_or("unknown").to_string();
+    if found_kind != kind {
+        return Err(CheckpointError::WrongKind { path: dir.to_path_buf(), found: found_kind, expected: kind.into() });
+    }
+    let version = raw.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+    if version != CHECKPOINT_VERSION {
+        return Err(CheckpointError::Version { path: dir.to_path_buf(), found: version, supported: CHECKPOINT_VERSION });
+    }
+    serde_json::from_value(raw).map_err(|e| CheckpointError::BadMeta { path: meta_path, reason: e.to_string() })
+}
+
+/// Checks a stored configuration against the expected one.
+pub fn check_config<C: Serialize>(dir: &Path, found: &C, expected: &C) -> Result<(), CheckpointError> {
+    match first_difference(found, expected) {
+        None => Ok(()),
+        Some(diff) => Err(CheckpointError::ConfigMismatch { path: dir.to_path_buf(), diff }),
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+}
+
+/// Writes the metadata file of a checkpoint directory atomically.
+pub fn write_meta<C: Serialize>(dir: &Path, meta: &CheckpointMeta<C>) -> Result<(), CheckpointError> {
+    let text = serde_json::to_string_pretty(meta)
+        .map_err(|e| CheckpointError::Write { path: dir.to_path_buf(), reason: e.to_string() })?;
+    write_atomic(&dir.join(META_FILE), text.as_bytes())
+        .map_err(|e| CheckpointError::Write { path: dir.to_path_buf(), reason: e.to_string() })
+}

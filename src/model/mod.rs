@@ -1,0 +1,11 @@
+//! burn modules, device-agnostic: tensors carry their `Device`, chosen once at start-up.
+
+pub mod checkpoint;
+pub mod config;
+pub mod generator;
+pub mod tokenizer;
+pub mod tokenizer_io;
+pub mod transformer;
+
+pub use config::TokenizerConfig;
+pub use tokenizer::{CodeSelection, Encoded, Quantized, Tokenizer};

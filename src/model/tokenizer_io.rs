@@ -1,0 +1,128 @@
+//! Saving and loading tokenizers: our versioned checkpoints, and reference weights in the
+//! official key layout (safetensors, or a PyTorch checkpoint through burn's store).
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
+use burn::tensor::Device;
+
+use super::checkpoint::{
+    CheckpointError, CheckpointMeta, MODEL_FILE, CHECKPOINT_VERSION, check_config, read_meta, write_meta,
+};
+use super::config::TokenizerConfig;
+use super::tokenizer::Tokenizer;
+
+/// Kind string of tokenizer checkpoints.
+pub const TOKENIZER_KIND: &str = "tokenizer";
+
+/// Loads a tokenizer checkpoint directory. With `expected`, the stored configuration must equal it.
+pub fn load_tokenizer(
+    dir: &Path,
+    expected: Option<&TokenizerConfig>,
+    device: &Device,
+) -> Result<(CheckpointMeta<TokenizerConfig>, Tokenizer), CheckpointError> {
+    let meta: CheckpointMeta<TokenizerConfig> = read_meta(dir, TOKENIZER_KIND)?;
+    if let Some(exp) = expected {
+        check_config(dir, &meta.config, exp)?;
+    }
+    meta.config
+        .validate()
+        .map_err(|reason| CheckpointError::BadMeta { path: dir.join(super::checkpoint::META_FILE), reason })?;
+    let weights = dir.join(MODEL_FILE);
+    if !weights.exists() {
+        return Err(CheckpointError::Missing { path: weights });
+    }
+    let model = Tokenizer::new(&meta.config, device)
+        .try_load_file(&weights)
+        .map_err(|e| CheckpointError::BadWeights { path: weights.clone(), reason: one_line(&format!("{e:?}")) })?;
+    Ok((meta, model))
+}
+
+/// Saves a tokenizer checkpoint directory (weights first, then the metadata, each atomically).
+pub fn save_tokenizer(
+    dir: &Path,
+    config: &TokenizerConfig,
+    model: &Tokenizer,
+    step: u64,
+    extra: serde_json::Value,
+) -> Result<(), CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(|e| CheckpointError::Write { path: dir.into(), reason: e.to_string() })?;
+    let tmp = dir.join(format!(".{MODEL_FILE}.tmp"));
+    model
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: one_line(&format!("{e:?}")) })?;
+    std::fs::rename(&tmp, dir.join(MODEL_FILE))
+        .map_err(|e| CheckpointError::Write { path: dir.join(MODEL_FILE), reason: e.to_string() })?;
+    let meta = CheckpointMeta {
+        kind: TOKENIZER_KIND.to_string(),
+        version: CHECKPOINT_VERSION,
+        config: config.clone(),
+        step,
+        extra,
+    };
+    write_meta(dir, &meta)
+}
+
+/// Errors while importing reference weights.
+#[derive(Debug, thiserror::Error)]
+#[error("weights {path}: {reason}")]
+pub struct ImportError {
+    /// File.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub reason: String,
+}
+
+fn one_line(s: &str) -> String {
+    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.len() > 300 { format!("{}…", &s[..s.char_indices().nth(300).map(|(i, _)| i).unwrap_or(s.len())]) } else { s }
+}
+
+fn check_result(path: &Path, r: burn::store::ApplyResult) -> Result<(), ImportError> {
+    if !r.errors.is_empty() {
+        return Err(ImportError { path: path.into(), reason: one_line(&format!("{:?}", r.errors)) });
+    }
+    if !r.missing.is_empty() {
+        let names: Vec<&str> = r.missing.iter().take(5).map(|(p, _)| p.as_str()).collect();
+        return Err(ImportError {
+            path: path.into(),
+            reason: format!("{} tensors missing, e.g. {}", r.missing.len(), names.join(", ")),
+        });
+    }
+    Ok(())
+}
+
+/// Loads reference tokenizer weights stored as safetensors with the official key names
+/// (no prefix), e.g. `testvectors/official-tiny/tokenizer.safetensors`.
+pub fn import_reference_safetensors(path: &Path, cfg: &TokenizerConfig, device: &Device) -> Result<Tokenizer, ImportError> {
+    if !path.exists() {
+        return Err(ImportError { path: path.into(), reason: "not found".into() });
+    }
+    let mut model = Tokenizer::new(cfg, device);
+    let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
+    let r = model
+        .load_from(&mut store)
+        .map_err(|e| ImportError { path: path.into(), reason: one_line(&e.to_string()) })?;
+    check_result(path, r)?;
+    Ok(model)
+}
+
+/// Loads the tokenizer part (`first_stage_model.*`) of an official PyTorch checkpoint
+/// (`{'state_dict': …}`), through burn's PyTorch store.
+pub fn import_reference_pytorch(path: &Path, cfg: &TokenizerConfig, device: &Device) -> Result<Tokenizer, ImportError> {
+    if !path.exists() {
+        return Err(ImportError { path: path.into(), reason: "not found".into() });
+    }
+    let mut model = Tokenizer::new(cfg, device);
+    let mut store = PytorchStore::from_file(path)
+        .with_top_level_key("state_dict")
+        .with_key_remapping(r"^first_stage_model\.", "")
+        .allow_partial(true);
+    let r = model
+        .load_from(&mut store)
+        .map_err(|e| ImportError { path: path.into(), reason: one_line(&e.to_string()) })?;
+    check_result(path, r)?;
+    Ok(model)
+}

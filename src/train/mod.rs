@@ -1,0 +1,5 @@
+//! Training loops with progress, periodic checkpoints and `--resume`.
+
+pub mod tokenizer;
+
+pub use tokenizer::{StepInfo, TokenizerReport, TokenizerTrainOptions, TrainError, train_tokenizer};

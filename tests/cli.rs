@@ -1,0 +1,135 @@
+//! The command line as a user meets it: outputs written, bad input answered with one line
+//! naming the file and the problem, a non-zero exit code, and never a panic.
+
+use std::path::Path;
+use std::process::Command;
+
+use burn::tensor::Device;
+use nvg_studio::granularity::GranularitySequence;
+use nvg_studio::model::tokenizer_io::save_tokenizer;
+use nvg_studio::model::{Tokenizer, TokenizerConfig};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nvg-studio"));
+    c.arg("--backend").arg("cpu");
+    c
+}
+
+/// Runs and returns (success, stdout, stderr).
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_clean_error(stderr: &str, needle: &str) {
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let err_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(err_lines.len(), 1, "exactly one error line expected: {stderr}");
+    assert!(err_lines[0].contains(needle), "error should name {needle}: {stderr}");
+}
+
+fn tiny_model(dir: &Path) -> TokenizerConfig {
+    let dev = Device::flex();
+    dev.seed(5);
+    let cfg = TokenizerConfig::test_tiny();
+    save_tokenizer(dir, &cfg, &Tokenizer::new(&cfg, &dev), 0, serde_json::Value::Null).unwrap();
+    cfg
+}
+
+#[test]
+fn encode_writes_strip_and_sequence_for_any_pixel_format_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tok");
+    let cfg = tiny_model(&model);
+    // Grayscale, RGBA, 16-bit and a non-square wrong-size image are all accepted.
+    let inputs = [
+        ("gray.png", image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(20, 20, |x, _| image::Luma([(x * 12) as u8])))),
+        ("rgba.png", image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(16, 16, |x, y| image::Rgba([x as u8 * 16, y as u8 * 16, 0, (x * 16) as u8])))),
+        ("deep.png", image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(16, 16, |x, _| image::Rgb([x as u16 * 4000, 0, 65535])))),
+        ("wide.png", image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(40, 24, |x, y| image::Rgb([x as u8 * 6, y as u8 * 10, 90])))),
+    ];
+    for (name, img) in inputs {
+        let p = dir.path().join(name);
+        img.save(&p).unwrap();
+        let strip = dir.path().join(format!("{name}.strip.png"));
+        let seq = dir.path().join(format!("{name}.ron"));
+        let (ok, _, err) = run(bin().arg("encode").arg(&p).arg("--model").arg(&model).arg("--strip").arg(&strip).arg("--out").arg(&seq));
+        assert!(ok, "{name}: {err}");
+        let s = image::open(&strip).unwrap();
+        assert!(s.width() > s.height(), "strip is one column per stage");
+        let loaded = GranularitySequence::load(&seq).unwrap();
+        assert_eq!(loaded.stages.len(), cfg.num_stages());
+        assert_eq!(loaded.grid_size, cfg.grid_side());
+    }
+    // --json prints the same schema on stdout.
+    let (ok, out, err) = run(bin().arg("encode").arg(dir.path().join("gray.png")).arg("--model").arg(&model).arg("--json"));
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["grid_size"], 4);
+    assert_eq!(v["stages"].as_array().unwrap().len(), 5);
+    assert_eq!(v["stages"][2]["codes"].as_array().unwrap().len(), 4);
+    assert_eq!(v["stages"][2]["structure"].as_array().unwrap().len(), 16);
+}
+
+#[test]
+fn bad_images_give_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tok");
+    tiny_model(&model);
+    // Missing file.
+    let (ok, _, err) = run(bin().arg("encode").arg(dir.path().join("missing.png")).arg("--model").arg(&model));
+    assert!(!ok);
+    assert_clean_error(&err, "missing.png");
+    // Not an image.
+    let txt = dir.path().join("notes.png");
+    std::fs::write(&txt, "hello, not a picture").unwrap();
+    let (ok, _, err) = run(bin().arg("encode").arg(&txt).arg("--model").arg(&model));
+    assert!(!ok);
+    assert_clean_error(&err, "notes.png");
+    // Truncated PNG.
+    let good = dir.path().join("good.png");
+    image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 7, y as u8 * 7, 3])).save(&good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.path().join("cut.png");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (ok, _, err) = run(bin().arg("encode").arg(&cut).arg("--model").arg(&model));
+    assert!(!ok);
+    assert_clean_error(&err, "cut.png");
+}
+
+#[test]
+fn bad_checkpoints_give_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img.png");
+    image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 9, 3])).save(&img).unwrap();
+    // Missing model directory: the message says how to fix it.
+    let (ok, _, err) = run(bin().arg("encode").arg(&img).arg("--model").arg(dir.path().join("nomodel")));
+    assert!(!ok);
+    assert_clean_error(&err, "nomodel");
+    assert!(err.contains("--model"), "{err}");
+    // Corrupted weights.
+    let model = dir.path().join("tok");
+    tiny_model(&model);
+    std::fs::write(model.join("model.bpk"), b"garbage").unwrap();
+    let (ok, _, err) = run(bin().arg("encode").arg(&img).arg("--model").arg(&model));
+    assert!(!ok);
+    assert_clean_error(&err, "model.bpk");
+    // Resuming training with another preset names the differing field.
+    let model2 = dir.path().join("tok2");
+    tiny_model(&model2);
+    let (ok, _, err) = run(bin()
+        .args(["train-tokenizer", "--synthetic", "8", "--preset", "small", "--steps", "1", "--resume", "--out"])
+        .arg(&model2));
+    assert!(!ok);
+    assert_clean_error(&err, "tok2");
+    assert!(err.contains("image_size") || err.contains("base_channels") || err.contains("channel"), "{err}");
+    // Unknown preset lists the valid ones.
+    let (ok, _, err) = run(bin().args(["train-tokenizer", "--synthetic", "8", "--preset", "huge", "--out"]).arg(&model2));
+    assert!(!ok);
+    assert_clean_error(&err, "huge");
+    assert!(err.contains("reference-tiny"), "{err}");
+}

@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The reference vector folder: `$NVG_TESTVECTORS`, else `../shared/testvectors/official-tiny`.
+/// Returns None (and says so) when it does not exist, so parity tests are skipped, not failed,
+/// on machines without the vectors.
+pub fn testvectors() -> Option<PathBuf> {
+    let dir = match std::env::var_os("NVG_TESTVECTORS") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testvectors/official-tiny"),
+    };
+    if dir.join("tokenizer_vectors.safetensors").exists() {
+        Some(dir)
+    } else {
+        eprintln!("parity vectors not found at {} — parity test skipped", dir.display());
+        None
+    }
+}
+
+/// A tensor read from a safetensors file.
+pub struct Vector {
+    pub shape: Vec<usize>,
+    pub f32: Vec<f32>,
+    pub i64: Vec<i64>,
+}
+
+pub fn read_vectors(path: &std::path::Path) -> std::collections::HashMap<String, Vector> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    let mut out = std::collections::HashMap::new();
+    for (name, view) in st.tensors() {
+        let data = view.data();
+        let (f32v, i64v) = match view.dtype() {
+            safetensors::Dtype::F32 => (
+                data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+                vec![],
+            ),
+            safetensors::Dtype::F64 => (
+                data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+                vec![],
+            ),
+            safetensors::Dtype::I64 => (
+                vec![],
+                data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
+            ),
+            other => panic!("unexpected dtype {other:?} for {name}"),
+        };
+        out.insert(name.to_string(), Vector { shape: view.shape().to_vec(), f32: f32v, i64: i64v });
+    }
+    out
+}
+
+/// Largest absolute difference.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
