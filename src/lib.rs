@@ -8,5 +8,6 @@ pub mod data;
 pub mod granularity;
 pub mod model;
 pub mod pipeline;
+pub mod sampler;
 pub mod train;
 pub mod viz;

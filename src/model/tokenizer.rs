@@ -431,25 +431,47 @@ impl Tokenizer {
         Encoded { latent, hierarchies, quantized }
     }
 
+    /// Φ_stage of the broadcast codes of one stage: position p of image b gets
+    /// `V[codes[b][labels[b][p]]]`, then Φ_stage is applied (§2.7). This is the amount a content
+    /// stage adds to the canvas; the sampler and [`Tokenizer::canvas_from_codes`] both use it, so
+    /// a canvas rebuilt from codes is bit-identical to the one generated.
+    pub fn stage_delta(&self, stage: usize, labels: &[&[u32]], codes: &[&[u32]], phi_weight: f64) -> Tensor<3> {
+        let device = self.codebook().device();
+        let b = labels.len();
+        let l = labels.first().map(|m| m.len()).unwrap_or(0);
+        let codebook = self.codebook();
+        let c = codebook.dims()[1];
+        let mut idx = Vec::with_capacity(b * l);
+        for bi in 0..b {
+            for &lab in labels[bi] {
+                idx.push(codes[bi][lab as usize] as i64);
+            }
+        }
+        let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(idx, [b * l]), &device);
+        let h = codebook.select(0, idx).reshape([b, l, c]);
+        self.phi(stage, h, phi_weight)
+    }
+
     /// Rebuilds the canvas after stages `0..upto` from per-image hierarchies and codes:
     /// Σ_{i<upto} Φ_i(V[code_i(p)]) (§2.7, "decoding from indices").
     pub fn canvas_from_codes(&self, hier: &[Hierarchy], codes: &[Vec<Vec<u32>>], upto: usize, phi_weight: f64) -> Tensor<3> {
+        let maps: Vec<Vec<&[u32]>> = (0..upto.min(self.num_stages()))
+            .map(|s| hier.iter().map(|h| h.map(s)).collect())
+            .collect();
+        let codes: Vec<Vec<&[u32]>> =
+            (0..maps.len()).map(|s| codes.iter().map(|c| c[s].as_slice()).collect()).collect();
+        let l = hier.first().map(|h| h.num_positions()).unwrap_or(0);
+        self.canvas_from_maps(hier.len(), l, &maps, &codes, phi_weight)
+    }
+
+    /// Canvas `[b, l, C]` after the given stages: `maps[s][i]` and `codes[s][i]` of image i for
+    /// s = 0..n (n may be 0, giving the empty canvas).
+    pub fn canvas_from_maps(&self, b: usize, l: usize, maps: &[Vec<&[u32]>], codes: &[Vec<&[u32]>], phi_weight: f64) -> Tensor<3> {
         let device = self.codebook().device();
-        let b = hier.len();
-        let l = hier[0].map(0).len();
-        let codebook = self.codebook();
-        let c = codebook.dims()[1];
+        let c = self.codebook().dims()[1];
         let mut canvas: Tensor<3> = Tensor::zeros([b, l, c], &device);
-        for stage in 0..upto.min(self.num_stages()) {
-            let mut idx = Vec::with_capacity(b * l);
-            for bi in 0..b {
-                for &lab in hier[bi].map(stage) {
-                    idx.push(codes[bi][stage][lab as usize] as i64);
-                }
-            }
-            let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(idx, [b * l]), &device);
-            let h = codebook.clone().select(0, idx).reshape([b, l, c]);
-            canvas = canvas + self.phi(stage, h, phi_weight);
+        for (s, (m, k)) in maps.iter().zip(codes).enumerate() {
+            canvas = canvas + self.stage_delta(s, m, k, phi_weight);
         }
         canvas
     }

@@ -1,0 +1,11 @@
+//! The stage loop and its controls (method §5, §10.3–10.6): CFG and sampling schedules,
+//! forced structure maps and codes, locks, regional classes, resumable runs with per-stage
+//! random streams, a per-stage callback and cancellation.
+
+pub mod content;
+pub mod sample;
+pub mod settings;
+pub mod streams;
+
+pub use sample::{ImageJob, Lock, SampleError, SampleOutput, StageDone, sample, structure_flow};
+pub use settings::{Linear, SamplerSettings, flow_times};
