@@ -1,0 +1,194 @@
+//! Sampler behaviour with tiny random models on the CPU backend: determinism, resume, per-stage
+//! seeds, forced maps, locks, regional classes, unbalanced maps, cancellation and bad controls.
+
+use std::cell::Cell;
+
+use burn::tensor::Device;
+use nvg_studio::model::generator::{GeneratorConfig, NvgGenerator};
+use nvg_studio::model::tokenizer::to_vec_f32;
+use nvg_studio::model::{Tokenizer, TokenizerConfig};
+use nvg_studio::sampler::{ImageJob, Lock, SampleError, SampleOutput, SamplerSettings, sample};
+
+fn models() -> (Tokenizer, NvgGenerator, Device) {
+    let dev = Device::flex();
+    dev.seed(42);
+    let tok = Tokenizer::new(&TokenizerConfig::test_tiny(), &dev);
+    let gen_ = NvgGenerator::new(&GeneratorConfig::test_tiny(), &dev);
+    (tok, gen_, dev)
+}
+
+fn settings() -> SamplerSettings {
+    SamplerSettings { flow_steps: 4, ..SamplerSettings::default() }
+}
+
+fn run(tok: &Tokenizer, g: &NvgGenerator, jobs: &[ImageJob]) -> SampleOutput {
+    sample(g, tok, 0.5, jobs, &settings(), &mut |_| true, &|| false).unwrap()
+}
+
+#[test]
+fn same_seed_same_result_bit_for_bit() {
+    let (tok, g, _) = models();
+    let a = run(&tok, &g, &[ImageJob::new(1, 7)]);
+    let b = run(&tok, &g, &[ImageJob::new(1, 7)]);
+    assert_eq!(a.sequences, b.sequences);
+    assert_eq!(to_vec_f32(a.canvas).iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+               to_vec_f32(b.canvas).iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    let c = run(&tok, &g, &[ImageJob::new(1, 8)]);
+    assert_ne!(a.sequences, c.sequences, "another seed gives another result");
+    a.sequences[0].validate().unwrap();
+    assert!(a.sequences[0].hierarchy().unwrap().is_exactly_balanced());
+}
+
+#[test]
+fn resume_reproduces_unchanged_stages_and_reroll_keeps_earlier_stages() {
+    let (tok, g, _) = models();
+    let base = run(&tok, &g, &[ImageJob::new(2, 11)]);
+    let canvas_bits: Vec<u32> = to_vec_f32(base.canvas.clone()).iter().map(|v| v.to_bits()).collect();
+    for k in 1..5 {
+        let mut job = ImageJob::new(2, 11);
+        job.previous = Some(base.sequences[0].clone());
+        job.resume_from = k;
+        let r = run(&tok, &g, &[job]);
+        assert_eq!(r.sequences, base.sequences, "resume from stage {k} after changing nothing");
+        let bits: Vec<u32> = to_vec_f32(r.canvas).iter().map(|v| v.to_bits()).collect();
+        assert_eq!(bits, canvas_bits, "canvas after resume from {k}");
+    }
+    // Re-seeding stage 3 alone (a fresh run): stages < 3 identical, and the structure of stage 3
+    // itself (made by stage 2's split) too.
+    let mut job = ImageJob::new(2, 11);
+    job.stage_seeds.insert(3, 999);
+    let r = run(&tok, &g, &[job]);
+    for s in 0..3 {
+        assert_eq!(r.sequences[0].stages[s], base.sequences[0].stages[s], "stage {s}");
+    }
+    assert_eq!(r.sequences[0].stages[3].structure, base.sequences[0].stages[3].structure);
+    assert_ne!(r.sequences[0].stages[3..], base.sequences[0].stages[3..], "stage 3's randomness changed");
+}
+
+#[test]
+fn forced_maps_and_codes_are_kept() {
+    let (tok, g, _) = models();
+    let reference = run(&tok, &g, &[ImageJob::new(0, 1)]).sequences.remove(0);
+    let mut job = ImageJob::new(3, 5);
+    for s in 1..5 {
+        job.forced_structure.insert(s, reference.stages[s].structure.clone());
+    }
+    job.forced_codes.insert(0, reference.stages[0].codes.clone());
+    job.forced_codes.insert(1, reference.stages[1].codes.clone());
+    let out = run(&tok, &g, &[job]).sequences.remove(0);
+    for s in 0..5 {
+        assert_eq!(out.stages[s].structure, reference.stages[s].structure, "stage {s} map");
+    }
+    assert_eq!(out.stages[0].codes, reference.stages[0].codes);
+    assert_eq!(out.stages[1].codes, reference.stages[1].codes);
+    // Forcing every map and every code reproduces the reference sequence exactly.
+    let mut job = ImageJob::new(3, 5);
+    for s in 0..5 {
+        if s > 0 {
+            job.forced_structure.insert(s, reference.stages[s].structure.clone());
+        }
+        job.forced_codes.insert(s, reference.stages[s].codes.clone());
+    }
+    assert_eq!(run(&tok, &g, &[job]).sequences[0], reference);
+}
+
+#[test]
+fn locks_keep_children_and_codes_through_a_rerun() {
+    let (tok, g, _) = models();
+    let base = run(&tok, &g, &[ImageJob::new(0, 3)]).sequences.remove(0);
+    // Lock the top half of the grid from stage 1, then rerun with another class and seed.
+    let mask: Vec<bool> = (0..16).map(|p| p < 8).collect();
+    let mut job = ImageJob::new(3, 77);
+    job.lock = Some(Lock { from_stage: 1, mask: mask.clone() });
+    job.previous = Some(base.clone());
+    job.resume_from = 1;
+    let out = run(&tok, &g, &[job]).sequences.remove(0);
+    for s in 1..5 {
+        for p in 0..16 {
+            if mask[p] {
+                assert_eq!(out.stages[s].structure[p], base.stages[s].structure[p], "stage {s} position {p}");
+            }
+        }
+        // Clusters entirely inside the lock keep their code.
+        let k = 1usize << s;
+        for c in 0..k {
+            let members: Vec<usize> = (0..16).filter(|&p| out.stages[s].structure[p] as usize == c).collect();
+            if !members.is_empty() && members.iter().all(|&p| mask[p]) {
+                assert_eq!(out.stages[s].codes[c], base.stages[s].codes[c], "stage {s} cluster {c}");
+            }
+        }
+    }
+    out.validate().unwrap();
+}
+
+#[test]
+fn uniform_class_map_equals_plain_conditioning_and_regions_differ() {
+    let (tok, g, _) = models();
+    let plain = run(&tok, &g, &[ImageJob::new(2, 9)]);
+    let mut job = ImageJob::new(2, 9);
+    job.class_map = Some(vec![2; 16]);
+    let mapped = run(&tok, &g, &[job]);
+    assert_eq!(plain.sequences, mapped.sequences);
+    let mut job = ImageJob::new(2, 9);
+    job.class_map = Some((0..16).map(|p| if p % 4 < 2 { 0 } else { 3 }).collect());
+    let regional = run(&tok, &g, &[job]);
+    assert_ne!(regional.sequences, plain.sequences);
+    regional.sequences[0].validate().unwrap();
+}
+
+#[test]
+fn unbalanced_and_empty_clusters_neither_crash_nor_give_nan() {
+    let (tok, g, _) = models();
+    // Stage 1: 3 positions in child 1, 13 in child 0; stage 2 leaves cluster 3 empty.
+    let s1: Vec<u32> = (0..16).map(|p| u32::from(p < 3)).collect();
+    let s2: Vec<u32> = s1.iter().enumerate().map(|(p, &c)| c * 2 + u32::from(c == 0 && p % 2 == 0)).collect();
+    let mut job = ImageJob::new(1, 4);
+    job.forced_structure.insert(1, s1.clone());
+    job.forced_structure.insert(2, s2.clone());
+    let out = run(&tok, &g, &[job]);
+    let seq = &out.sequences[0];
+    assert_eq!(seq.stages[1].structure, s1);
+    assert_eq!(seq.stages[2].structure, s2);
+    seq.validate().unwrap();
+    assert!(to_vec_f32(out.canvas).iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn cancellation_between_stages_and_callbacks_per_stage() {
+    let (tok, g, _) = models();
+    let mut seen = Vec::new();
+    sample(&g, &tok, 0.5, &[ImageJob::new(0, 1)], &settings(), &mut |d| {
+        seen.push(d.stage);
+        true
+    }, &|| false)
+    .unwrap();
+    assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    let calls = Cell::new(0);
+    let r = sample(&g, &tok, 0.5, &[ImageJob::new(0, 1)], &settings(), &mut |_| true, &|| {
+        calls.set(calls.get() + 1);
+        calls.get() > 3
+    });
+    assert_eq!(r.err(), Some(SampleError::Cancelled));
+    let r = sample(&g, &tok, 0.5, &[ImageJob::new(0, 1)], &settings(), &mut |d| d.stage < 1, &|| false);
+    assert_eq!(r.err(), Some(SampleError::Cancelled));
+}
+
+#[test]
+fn bad_controls_are_clear_errors() {
+    let (tok, g, _) = models();
+    let err = |job: ImageJob| match sample(&g, &tok, 0.5, &[job], &settings(), &mut |_| true, &|| false) {
+        Err(SampleError::Invalid(m)) => m,
+        other => panic!("expected an error, got {:?}", other.map(|_| ())),
+    };
+    assert!(err(ImageJob::new(9, 0)).contains("class 9"));
+    let mut j = ImageJob::new(0, 0);
+    j.forced_structure.insert(2, vec![3; 16]); // parent 1 at stage 1 … but stage 1 is generated
+    let m = err(j);
+    assert!(m.contains("stage 2") && m.contains("position"), "{m}");
+    let mut j = ImageJob::new(0, 0);
+    j.resume_from = 9;
+    assert!(err(j).contains("resume"));
+    let mut j = ImageJob::new(0, 0);
+    j.forced_codes.insert(1, vec![1000, 0]);
+    assert!(err(j).contains("code 1000"));
+}
