@@ -151,3 +151,43 @@ pub fn write_meta<C: Serialize>(dir: &Path, meta: &CheckpointMeta<C>) -> Result<
     write_atomic(&dir.join(META_FILE), text.as_bytes())
         .map_err(|e| CheckpointError::Write { path: dir.to_path_buf(), reason: e.to_string() })
 }
+
+fn one_line(s: &str) -> String {
+    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
+/// Writes a module's weights (`model.bpk`) and then the metadata, each atomically.
+pub fn save_module<M: burn::module::Module, C: Serialize>(
+    dir: &Path,
+    kind: &str,
+    config: &C,
+    model: &M,
+    step: u64,
+    extra: serde_json::Value,
+) -> Result<(), CheckpointError> {
+    fs::create_dir_all(dir).map_err(|e| CheckpointError::Write { path: dir.into(), reason: e.to_string() })?;
+    let tmp = dir.join(format!(".{MODEL_FILE}.tmp"));
+    model
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: one_line(&format!("{e:?}")) })?;
+    fs::rename(&tmp, dir.join(MODEL_FILE))
+        .map_err(|e| CheckpointError::Write { path: dir.join(MODEL_FILE), reason: e.to_string() })?;
+    let meta = CheckpointMeta { kind: kind.to_string(), version: CHECKPOINT_VERSION, config, step, extra };
+    write_meta(dir, &meta)
+}
+
+/// Loads `model.bpk` of a checkpoint directory into a freshly built module of the right shape.
+pub fn load_weights<M: burn::module::Module>(dir: &Path, model: M) -> Result<M, CheckpointError> {
+    let weights = dir.join(MODEL_FILE);
+    if !weights.exists() {
+        return Err(CheckpointError::Missing { path: weights });
+    }
+    model
+        .try_load_file(&weights)
+        .map_err(|e| CheckpointError::BadWeights { path: weights.clone(), reason: one_line(&format!("{e:?}")) })
+}

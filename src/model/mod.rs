@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod ema;
 pub mod generator;
 pub mod tokenizer;
 pub mod tokenizer_io;

@@ -3,13 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
 use burn::tensor::Device;
 
-use super::checkpoint::{
-    CheckpointError, CheckpointMeta, MODEL_FILE, CHECKPOINT_VERSION, check_config, read_meta, write_meta,
-};
+use super::checkpoint::{CheckpointError, CheckpointMeta, check_config, load_weights, read_meta, save_module};
 use super::config::TokenizerConfig;
 use super::tokenizer::Tokenizer;
 
@@ -29,13 +26,7 @@ pub fn load_tokenizer(
     meta.config
         .validate()
         .map_err(|reason| CheckpointError::BadMeta { path: dir.join(super::checkpoint::META_FILE), reason })?;
-    let weights = dir.join(MODEL_FILE);
-    if !weights.exists() {
-        return Err(CheckpointError::Missing { path: weights });
-    }
-    let model = Tokenizer::new(&meta.config, device)
-        .try_load_file(&weights)
-        .map_err(|e| CheckpointError::BadWeights { path: weights.clone(), reason: one_line(&format!("{e:?}")) })?;
+    let model = load_weights(dir, Tokenizer::new(&meta.config, device))?;
     Ok((meta, model))
 }
 
@@ -47,22 +38,7 @@ pub fn save_tokenizer(
     step: u64,
     extra: serde_json::Value,
 ) -> Result<(), CheckpointError> {
-    std::fs::create_dir_all(dir).map_err(|e| CheckpointError::Write { path: dir.into(), reason: e.to_string() })?;
-    let tmp = dir.join(format!(".{MODEL_FILE}.tmp"));
-    model
-        .clone()
-        .save_file(&tmp)
-        .map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: one_line(&format!("{e:?}")) })?;
-    std::fs::rename(&tmp, dir.join(MODEL_FILE))
-        .map_err(|e| CheckpointError::Write { path: dir.join(MODEL_FILE), reason: e.to_string() })?;
-    let meta = CheckpointMeta {
-        kind: TOKENIZER_KIND.to_string(),
-        version: CHECKPOINT_VERSION,
-        config: config.clone(),
-        step,
-        extra,
-    };
-    write_meta(dir, &meta)
+    save_module(dir, TOKENIZER_KIND, config, model, step, extra)
 }
 
 /// Errors while importing reference weights.

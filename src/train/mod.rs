@@ -1,5 +1,6 @@
 //! Training loops with progress, periodic checkpoints and `--resume`.
 
+pub mod generator;
 pub mod tokenizer;
 
 pub use tokenizer::{StepInfo, TokenizerReport, TokenizerTrainOptions, TrainError, train_tokenizer};

@@ -1,0 +1,357 @@
+//! Generator training (method §4.6–4.8) with a frozen tokenizer: teacher forcing over the
+//! stages, CFG label dropout, AdamW with the warm-up / hold / decay schedule, EMA weights,
+//! gradient clipping, periodic checkpoints and `--resume`. Content scale factors are computed
+//! from the data (1/std of each stage's canvas) and stored with the checkpoint (§10.8).
+//!
+//! CPU feasibility [I]: each step trains a random subset of `stages_per_step` content stages and
+//! as many structure stages (all stages when `None`); every stage is still seen equally often.
+//! REPA (needs a pretrained DINOv2) is left out.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::ImageSource;
+use crate::granularity::Hierarchy;
+use crate::model::checkpoint::{
+    CheckpointError, CheckpointMeta, OPTIMIZER_FILE, check_config, load_weights, read_meta, save_module,
+};
+use crate::model::ema::ema_update;
+use crate::model::generator::{GeneratorConfig, NvgGenerator};
+use crate::model::tokenizer::to_vec_f32;
+use crate::model::{Tokenizer, TokenizerConfig};
+use crate::pipeline::images_to_tensor;
+use crate::sampler::streams::normal;
+
+use super::tokenizer::{TrainError, split_indices};
+
+/// Kind string of generator checkpoints.
+pub const GENERATOR_KIND: &str = "generator";
+/// Sub-directory of a generator checkpoint holding the raw (non-EMA) weights and optimizer state.
+pub const TRAIN_STATE_DIR: &str = "train-state";
+
+/// Options of a generator training run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GeneratorTrainOptions {
+    /// Total optimisation steps.
+    pub steps: u64,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Linear warm-up steps (from 0.005·lr).
+    pub warmup_steps: u64,
+    /// Fraction of the steps after which the learning rate decays linearly …
+    pub decay_start: f64,
+    /// … to this fraction of the peak.
+    pub final_lr_fraction: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// EMA decay of the weights used for sampling.
+    pub ema_decay: f64,
+    /// Probability that a label is replaced by the null class (CFG dropout).
+    pub label_dropout: f64,
+    /// Content (and structure) stages trained per step; `None` = all.
+    pub stages_per_step: Option<usize>,
+    /// Checkpoint every N steps (0: only at the end).
+    pub checkpoint_every: u64,
+    /// Seed.
+    pub seed: u64,
+    /// Images used to compute the content scale factors.
+    pub scale_images: usize,
+    /// Fraction of the data held out (not trained on; used by evaluation).
+    pub holdout_fraction: f64,
+    /// Random horizontal flips.
+    pub flip: bool,
+}
+
+impl Default for GeneratorTrainOptions {
+    fn default() -> Self {
+        Self {
+            steps: 4000,
+            batch_size: 16,
+            lr: 3e-4,
+            warmup_steps: 200,
+            decay_start: 0.8,
+            final_lr_fraction: 0.1,
+            weight_decay: 0.05,
+            ema_decay: 0.999,
+            label_dropout: 0.1,
+            stages_per_step: None,
+            checkpoint_every: 500,
+            seed: 0,
+            scale_images: 256,
+            holdout_fraction: 0.1,
+            flip: true,
+        }
+    }
+}
+
+/// One step's progress.
+#[derive(Clone, Debug)]
+pub struct GeneratorStep {
+    /// Step just finished (1-based).
+    pub step: u64,
+    /// Total steps.
+    pub total: u64,
+    /// Content loss (x0 MSE + CE, averaged over the stages trained).
+    pub content: f64,
+    /// Structure loss (velocity MSE, averaged over the stages trained).
+    pub structure: f64,
+    /// Images per second in this run.
+    pub images_per_sec: f64,
+}
+
+/// Learning rate at `step`: linear warm-up from 0.005·lr, hold, linear decay (§4.8).
+pub fn lr_at(opts: &GeneratorTrainOptions, step: u64) -> f64 {
+    let w = opts.warmup_steps.max(1);
+    if step < w {
+        return opts.lr * (0.005 + 0.995 * step as f64 / w as f64);
+    }
+    let d0 = (opts.decay_start * opts.steps as f64) as u64;
+    if step < d0 || opts.steps <= d0 {
+        return opts.lr;
+    }
+    let f = (step - d0) as f64 / (opts.steps - d0) as f64;
+    opts.lr * (1.0 - f * (1.0 - opts.final_lr_fraction))
+}
+
+/// 1/std of every stage's canvas input (index i, i ≥ 1), 1.0 at stage 0 (E_start is used
+/// there), and 1/std of the final canvas as the output scale (index S), over `indices`.
+pub fn content_scale_factors(
+    tokenizer: &Tokenizer,
+    tcfg: &TokenizerConfig,
+    data: &dyn ImageSource,
+    indices: &[usize],
+    device: &Device,
+) -> Result<Vec<f32>, TrainError> {
+    let s = tcfg.num_stages();
+    let mut sum = vec![0f64; s + 1];
+    let mut sq = vec![0f64; s + 1];
+    let mut n = 0f64;
+    for chunk in indices.chunks(32) {
+        let imgs: Vec<_> = chunk
+            .iter()
+            .map(|&i| data.get(i).map(|x| x.0))
+            .collect::<Result<_, _>>()
+            .map_err(|e| TrainError::Data(e.to_string()))?;
+        let enc = tokenizer.encode(images_to_tensor(&imgs, device), tcfg.phi_weight);
+        for (i, c) in enc.quantized.canvases.iter().enumerate() {
+            for v in to_vec_f32(c.clone()) {
+                sum[i] += v as f64;
+                sq[i] += (v as f64) * (v as f64);
+            }
+        }
+        n += (imgs.len() * tcfg.grid_side() * tcfg.grid_side() * tcfg.latent_channels) as f64;
+    }
+    Ok((0..=s)
+        .map(|i| {
+            if i == 0 {
+                return 1.0;
+            }
+            let mean = sum[i] / n;
+            let var = (sq[i] / n - mean * mean).max(1e-12);
+            (1.0 / var.sqrt()) as f32
+        })
+        .collect())
+}
+
+fn optimizer(opts: &GeneratorTrainOptions) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_beta_2(0.95)
+        .with_weight_decay(opts.weight_decay as f32)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init()
+}
+
+/// Derives the generator configuration for a tokenizer and a data set from a shape preset.
+pub fn fit_config(shape: &GeneratorConfig, tcfg: &TokenizerConfig, num_classes: usize, scale: Vec<f32>) -> GeneratorConfig {
+    GeneratorConfig {
+        vocab_size: tcfg.codebook_size,
+        latent_channels: tcfg.latent_channels,
+        grid_side: tcfg.grid_side(),
+        num_classes,
+        scale_factors: scale,
+        ..shape.clone()
+    }
+}
+
+/// Loads a generator checkpoint (its usable, EMA weights).
+pub fn load_generator(dir: &Path, device: &Device) -> Result<(CheckpointMeta<GeneratorConfig>, NvgGenerator), CheckpointError> {
+    let meta: CheckpointMeta<GeneratorConfig> = read_meta(dir, GENERATOR_KIND)?;
+    meta.config.validate().map_err(|reason| CheckpointError::BadMeta { path: dir.join(crate::model::checkpoint::META_FILE), reason })?;
+    let model = load_weights(dir, NvgGenerator::new(&meta.config, device))?;
+    Ok((meta, model))
+}
+
+/// Trains (or resumes) a generator on `data` with a frozen `tokenizer`; writes `out/` (EMA
+/// weights, for sampling) and `out/train-state/` (raw weights and optimizer, for `--resume`).
+#[allow(clippy::too_many_arguments)]
+pub fn train_generator(
+    shape: &GeneratorConfig,
+    tokenizer: &Tokenizer,
+    tcfg: &TokenizerConfig,
+    data: &dyn ImageSource,
+    out: &Path,
+    opts: &GeneratorTrainOptions,
+    resume: bool,
+    device: &Device,
+    progress: &mut dyn FnMut(&GeneratorStep),
+) -> Result<GeneratorConfig, TrainError> {
+    if opts.batch_size == 0 {
+        return Err(TrainError::Options("--batch must be at least 1".into()));
+    }
+    if data.len() < 2 {
+        return Err(TrainError::Data(format!("need at least 2 images to train, found {}", data.len())));
+    }
+    let class_names = data.class_names().to_vec();
+    let ad = device.clone().autodiff();
+    let (train, _held) = split_indices(data.len(), opts.holdout_fraction, opts.seed);
+    let state_dir = out.join(TRAIN_STATE_DIR);
+
+    let (cfg, mut model, mut ema, mut optim, start) = if resume {
+        let meta: CheckpointMeta<GeneratorConfig> = read_meta(&state_dir, GENERATOR_KIND)?;
+        let expected = fit_config(shape, tcfg, class_names.len(), meta.config.scale_factors.clone());
+        check_config(&state_dir, &meta.config, &expected)?;
+        let model = load_weights(&state_dir, NvgGenerator::new(&meta.config, &ad))?;
+        let ema = load_weights(out, NvgGenerator::new(&meta.config, device))?;
+        let mut o = optimizer(opts);
+        let p = state_dir.join(OPTIMIZER_FILE);
+        if p.exists() {
+            o = o.load(&p).map_err(|e| CheckpointError::BadWeights { path: p.clone(), reason: format!("{e:?}") })?;
+        }
+        (meta.config, model, ema, o, meta.step)
+    } else {
+        let take: Vec<usize> = train.iter().copied().take(opts.scale_images.max(1)).collect();
+        let scale = content_scale_factors(tokenizer, tcfg, data, &take, device)?;
+        let cfg = fit_config(shape, tcfg, class_names.len(), scale);
+        cfg.validate().map_err(TrainError::Options)?;
+        ad.seed(opts.seed);
+        let model = NvgGenerator::new(&cfg, &ad);
+        let ema = model.valid();
+        (cfg, model, ema, optimizer(opts), 0)
+    };
+
+    let s_count = cfg.num_stages();
+    let bits = cfg.num_bits();
+    let l = cfg.num_positions();
+    let net_stages = cfg.num_structure_stages();
+    let null = cfg.null_class();
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ start.wrapping_mul(0x9e37_79b9));
+    let t0 = Instant::now();
+    let mut seen = 0usize;
+    let extra = serde_json::json!({ "class_names": class_names, "train_options": opts });
+    for step in start..opts.steps {
+        // ---- batch and its teacher-forcing targets (frozen tokenizer, no autodiff) ----
+        let mut imgs = Vec::with_capacity(opts.batch_size);
+        let mut classes = Vec::with_capacity(opts.batch_size);
+        for _ in 0..opts.batch_size {
+            let i = train[rng.random_range(0..train.len())];
+            let (mut img, c) = data.get(i).map_err(|e| TrainError::Data(e.to_string()))?;
+            if opts.flip && rng.random_bool(0.5) {
+                img.flip_horizontal();
+            }
+            imgs.push(img);
+            classes.push(if rng.random_bool(opts.label_dropout) { null } else { c });
+        }
+        let b = imgs.len();
+        let enc = tokenizer.encode(images_to_tensor(&imgs, device), tcfg.phi_weight);
+        let target_x = enc.quantized.canvases[s_count].clone();
+
+        let pick = |rng: &mut ChaCha8Rng, n: usize| -> Vec<usize> {
+            let mut all: Vec<usize> = (0..n).collect();
+            if let Some(k) = opts.stages_per_step.filter(|&k| k < n) {
+                for i in 0..k {
+                    let j = rng.random_range(i..n);
+                    all.swap(i, j);
+                }
+                all.truncate(k);
+            }
+            all
+        };
+
+        // ---- content branch: x0 regression + cross-entropy per cluster ----
+        let c_stages = pick(&mut rng, s_count);
+        let mut content: Tensor<1> = Tensor::zeros([1], &ad);
+        for &i in &c_stages {
+            let labels: Vec<&[u32]> = enc.hierarchies.iter().map(|h| h.map(i)).collect();
+            let (x0, logits) = model.content_forward(i, &classes, enc.quantized.canvases[i].clone(), &labels);
+            let mse = (x0 - target_x.clone()).powi_scalar(2).mean();
+            let k = 1usize << i;
+            let tgt: Vec<i64> = enc.quantized.codes.iter().flat_map(|c| c[i].iter().map(|&x| x as i64)).collect();
+            let tgt: Tensor<3, Int> = Tensor::from_data(TensorData::new(tgt, [b, k, 1]), &ad);
+            let ce = log_softmax(logits, 2).gather(2, tgt).neg().mean();
+            content = content + mse + ce;
+        }
+        let content = content.div_scalar(c_stages.len() as f64);
+
+        // ---- structure branch: rectified flow on the full-depth code ----
+        let s_stages = pick(&mut rng, net_stages);
+        let full: Vec<f32> = enc.hierarchies.iter().flat_map(|h| full_bits(h, bits)).collect();
+        let eps: Vec<f32> = (0..b * l * bits).map(|_| normal(&mut rng)).collect();
+        let mut structure: Tensor<1> = Tensor::zeros([1], &ad);
+        for &k in &s_stages {
+            let mut z = vec![0f32; b * l * bits];
+            let mut target = vec![0f32; b * l * bits];
+            let ts: Vec<f32> = (0..b).map(|_| 1.0 / (1.0 + (-normal(&mut rng)).exp())).collect();
+            for bi in 0..b {
+                for p in 0..l {
+                    for j in 0..bits {
+                        let i = (bi * l + p) * bits + j;
+                        let e = if j < k { full[i] } else { eps[i] };
+                        z[i] = ts[bi] * e + (1.0 - ts[bi]) * full[i];
+                        target[i] = e - full[i];
+                    }
+                }
+            }
+            let labels: Vec<&[u32]> = enc.hierarchies.iter().map(|h| h.map(k)).collect();
+            let zt = Tensor::<3>::from_data(TensorData::new(z, [b, l, bits]), &ad);
+            let tt = Tensor::<3>::from_data(TensorData::new(target, [b, l, bits]), &ad);
+            let v = model.structure_forward(k, &classes, enc.quantized.canvases[k + 1].clone(), &labels, zt, &ts);
+            structure = structure + (v - tt).powi_scalar(2).mean();
+        }
+        let structure = if s_stages.is_empty() { structure } else { structure.div_scalar(s_stages.len() as f64) };
+
+        let loss = content.clone() + structure.clone();
+        let vals = to_vec_f32(Tensor::cat(vec![content.detach(), structure.detach()], 0));
+        if vals.iter().any(|v| !v.is_finite()) {
+            return Err(TrainError::Options(format!("loss became {vals:?} at step {}; lower --lr", step + 1)));
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr_at(opts, step), model, grads);
+        ema = ema_update(ema, &model, if step < opts.warmup_steps { 0.0 } else { opts.ema_decay });
+        seen += b;
+        progress(&GeneratorStep {
+            step: step + 1,
+            total: opts.steps,
+            content: vals[0] as f64,
+            structure: vals[1] as f64,
+            images_per_sec: seen as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+        });
+        if step + 1 == opts.steps || (opts.checkpoint_every > 0 && (step + 1) % opts.checkpoint_every == 0) {
+            save_module(&state_dir, GENERATOR_KIND, &cfg, &model, step + 1, extra.clone())?;
+            let tmp = state_dir.join(format!(".{OPTIMIZER_FILE}.tmp"));
+            optim
+                .save(&tmp)
+                .map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: format!("{e:?}") })?;
+            std::fs::rename(&tmp, state_dir.join(OPTIMIZER_FILE))
+                .map_err(|e| CheckpointError::Write { path: state_dir.join(OPTIMIZER_FILE), reason: e.to_string() })?;
+            save_module(out, GENERATOR_KIND, &cfg, &ema, step + 1, extra.clone())?;
+        }
+    }
+    Ok(cfg)
+}
+
+/// b = σ_{S−1} − 1 ∈ {−1, +1}^(L×(S−1)), position-major.
+fn full_bits(h: &Hierarchy, bits: usize) -> Vec<f32> {
+    let last = h.num_stages() - 1;
+    h.sigma_map(last).iter().map(|&v| v as f32 - 1.0).take(h.num_positions() * bits).collect()
+}
