@@ -64,3 +64,92 @@ pub fn encode_images(tok: &Tokenizer, cfg: &TokenizerConfig, imgs: &[RgbImageF],
         })
         .collect()
 }
+
+/// A complete model: tokenizer and generator, as laid out on disk in one directory
+/// (`DIR/tokenizer/`, `DIR/generator/`).
+pub struct Bundle {
+    /// Tokenizer configuration.
+    pub tcfg: TokenizerConfig,
+    /// Tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Generator configuration.
+    pub gcfg: crate::model::generator::GeneratorConfig,
+    /// Generator (EMA weights).
+    pub generator: crate::model::generator::NvgGenerator,
+    /// Class names, index = class id.
+    pub class_names: Vec<String>,
+}
+
+/// Errors of loading a model directory.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// A checkpoint is missing or damaged.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::model::checkpoint::CheckpointError),
+    /// The two parts do not fit together.
+    #[error("model {path}: {reason}")]
+    Mismatch {
+        /// Directory.
+        path: std::path::PathBuf,
+        /// What does not fit.
+        reason: String,
+    },
+}
+
+/// Loads `dir/tokenizer` and `dir/generator` and checks that they fit together.
+pub fn load_bundle(dir: &std::path::Path, device: &Device) -> Result<Bundle, BundleError> {
+    let (tmeta, tokenizer) = crate::model::tokenizer_io::load_tokenizer(&dir.join("tokenizer"), None, device)?;
+    let (gmeta, generator) = crate::train::generator::load_generator(&dir.join("generator"), device)?;
+    let (tcfg, gcfg) = (tmeta.config, gmeta.config);
+    let mismatch = |reason: String| BundleError::Mismatch { path: dir.to_path_buf(), reason };
+    if gcfg.vocab_size != tcfg.codebook_size || gcfg.grid_side != tcfg.grid_side() || gcfg.latent_channels != tcfg.latent_channels {
+        return Err(mismatch(format!(
+            "generator expects codebook {} / grid {} / {} channels, tokenizer has {} / {} / {}",
+            gcfg.vocab_size,
+            gcfg.grid_side,
+            gcfg.latent_channels,
+            tcfg.codebook_size,
+            tcfg.grid_side(),
+            tcfg.latent_channels
+        )));
+    }
+    let class_names: Vec<String> = gmeta.extra["class_names"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_else(|| (0..gcfg.num_classes).map(|i| format!("class {i}")).collect());
+    if class_names.len() != gcfg.num_classes {
+        return Err(mismatch(format!("{} class names for {} classes", class_names.len(), gcfg.num_classes)));
+    }
+    Ok(Bundle { tcfg, tokenizer, gcfg, generator, class_names })
+}
+
+/// Resolves a class given by name (case-insensitive) or id; the error lists the valid names.
+pub fn resolve_class(names: &[String], given: &str) -> Result<usize, String> {
+    if let Ok(i) = given.parse::<usize>() {
+        if i < names.len() {
+            return Ok(i);
+        }
+        return Err(format!("class id {i} is out of range (0..{})", names.len()));
+    }
+    names.iter().position(|n| n.eq_ignore_ascii_case(given)).ok_or_else(|| {
+        format!("unknown class '{given}'; valid classes: {}", names.join(", "))
+    })
+}
+
+/// Parses a stage range: `3` (= 1..3 for structure, 0..3 for content, via `first`), `a..b`
+/// (inclusive) or `a..=b`.
+pub fn parse_stage_range(s: &str, first: usize) -> Result<std::ops::RangeInclusive<usize>, String> {
+    let bad = || format!("stage range '{s}': expected N, A..B or A..=B");
+    if let Some((a, b)) = s.split_once("..") {
+        let b = b.trim_start_matches('=');
+        let a: usize = a.trim().parse().map_err(|_| bad())?;
+        let b: usize = b.trim().parse().map_err(|_| bad())?;
+        if a > b {
+            return Err(format!("stage range '{s}' is empty"));
+        }
+        Ok(a..=b)
+    } else {
+        let m: usize = s.trim().parse().map_err(|_| bad())?;
+        Ok(first..=m)
+    }
+}

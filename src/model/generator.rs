@@ -152,6 +152,23 @@ impl GeneratorConfig {
         Self::paper(24)
     }
 
+    /// Names accepted by [`GeneratorConfig::preset`].
+    pub const PRESETS: [&'static str; 6] = ["small", "test-tiny", "reference-tiny", "d16", "d20", "d24"];
+
+    /// Looks a shape preset up by name.
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "small" => Some(Self::small()),
+            "test-tiny" => Some(Self::test_tiny()),
+            "reference-tiny" => Some(Self::reference_tiny()),
+            "d16" => Some(Self::d16()),
+            "d20" => Some(Self::d20()),
+            "d24" => Some(Self::d24()),
+            _ => None,
+        }
+    }
+
+
     /// Number of stages S (9 for 16×16).
     pub fn num_stages(&self) -> usize {
         num_stages_for(self.grid_side).expect("grid side is validated to be a power of two")
