@@ -1,0 +1,134 @@
+//! `generate` and `info` from the command line, on a tiny randomly initialised model directory.
+
+use std::path::Path;
+use std::process::Command;
+
+use burn::tensor::Device;
+use nvg_studio::granularity::GranularitySequence;
+use nvg_studio::model::checkpoint::save_module;
+use nvg_studio::model::generator::{GeneratorConfig, NvgGenerator};
+use nvg_studio::model::tokenizer_io::save_tokenizer;
+use nvg_studio::model::{Tokenizer, TokenizerConfig};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nvg-studio"));
+    c.arg("--backend").arg("cpu");
+    c
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("binary runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn one_error_line(stderr: &str) -> String {
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    lines[0].to_string()
+}
+
+fn tiny_model(dir: &Path) {
+    let dev = Device::flex();
+    dev.seed(8);
+    let tcfg = TokenizerConfig::test_tiny();
+    save_tokenizer(&dir.join("tokenizer"), &tcfg, &Tokenizer::new(&tcfg, &dev), 0, serde_json::Value::Null).unwrap();
+    let gcfg = GeneratorConfig::test_tiny();
+    let extra = serde_json::json!({ "class_names": ["disc", "rectangle", "triangle", "ring"] });
+    save_module(&dir.join("generator"), "generator", &gcfg, &NvgGenerator::new(&gcfg, &dev), 0, extra).unwrap();
+}
+
+#[test]
+fn generate_writes_image_strip_and_json_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    tiny_model(&model);
+    let img = dir.path().join("a.png");
+    let strip = dir.path().join("strip.png");
+    let (ok, out, err) = run(bin()
+        .args(["generate", "--class", "Triangle", "--seed", "4", "--flow-steps", "3", "--json", "--model"])
+        .arg(&model).arg("--out").arg(&img).arg("--stages-out").arg(&strip));
+    assert!(ok, "{err}");
+    let seq = GranularitySequence::from_json_str(&out).unwrap();
+    assert_eq!(seq.stages.len(), 5);
+    let a = image::open(&img).unwrap().to_rgb8();
+    assert_eq!(a.dimensions(), (16, 16));
+    assert!(image::open(&strip).unwrap().width() > 5 * 16);
+    // Same seed, same bytes; the class can be given by id too.
+    let img2 = dir.path().join("b.png");
+    let (ok, out2, err) = run(bin().args(["generate", "--class", "2", "--seed", "4", "--flow-steps", "3", "--json", "--model"]).arg(&model).arg("--out").arg(&img2));
+    assert!(ok, "{err}");
+    assert_eq!(out, out2);
+    assert_eq!(a, image::open(&img2).unwrap().to_rgb8());
+    // Structure transfer: keep the maps of stages 1..3 from the first result.
+    let seq_path = dir.path().join("seq.json");
+    std::fs::write(&seq_path, &out).unwrap();
+    let (ok, out3, err) = run(bin()
+        .args(["generate", "--class", "disc", "--seed", "9", "--flow-steps", "3", "--json", "--keep-structure", "1..3", "--model"])
+        .arg(&model).arg("--out").arg(dir.path().join("c.png")).arg("--structure-from").arg(&seq_path));
+    assert!(ok, "{err}");
+    let swapped = GranularitySequence::from_json_str(&out3).unwrap();
+    for s in 1..=3 {
+        assert_eq!(swapped.stages[s].structure, seq.stages[s].structure, "stage {s} kept");
+    }
+}
+
+#[test]
+fn generate_bad_input_gives_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    tiny_model(&model);
+    let out = dir.path().join("x.png");
+    let (ok, _, err) = run(bin().args(["generate", "--class", "giraffe", "--model"]).arg(&model).arg("--out").arg(&out));
+    assert!(!ok);
+    let line = one_error_line(&err);
+    assert!(line.contains("giraffe") && line.contains("disc, rectangle, triangle, ring"), "{line}");
+    // A structure file that breaks the hierarchy names the stage and position.
+    let bad = dir.path().join("bad.json");
+    let mut stages = vec![serde_json::json!({ "structure": vec![0; 16], "codes": [0] })];
+    for s in 1..5 {
+        let mut m: Vec<u32> = (0..16u32).map(|p| p >> (4 - s)).collect();
+        if s == 3 {
+            m[5] = 7; // parent 3 at stage 2, but position 5 has stage-2 label 1
+        }
+        stages.push(serde_json::json!({ "structure": m, "codes": vec![0; 1 << s] }));
+    }
+    std::fs::write(&bad, serde_json::json!({ "format": "nvg-sequence", "version": 1, "grid_size": 4, "stages": stages }).to_string()).unwrap();
+    let (ok, _, err) = run(bin()
+        .args(["generate", "--class", "0", "--keep-structure", "1..4", "--model"]).arg(&model).arg("--out").arg(&out).arg("--structure-from").arg(&bad));
+    assert!(!ok);
+    let line = one_error_line(&err);
+    assert!(line.contains("bad.json") && line.contains("stage 3") && line.contains("position 5"), "{line}");
+    // Out-of-range stages.
+    let good = dir.path().join("good.json");
+    let (ok, out_json, _) = run(bin().args(["generate", "--class", "0", "--flow-steps", "2", "--json", "--model"]).arg(&model).arg("--out").arg(&out));
+    assert!(ok);
+    std::fs::write(&good, out_json).unwrap();
+    let (ok, _, err) = run(bin()
+        .args(["generate", "--class", "0", "--keep-structure", "1..9", "--model"]).arg(&model).arg("--out").arg(&out).arg("--structure-from").arg(&good));
+    assert!(!ok);
+    assert!(one_error_line(&err).contains("--keep-structure"));
+    // Model for another grid: a tokenizer that does not fit the generator.
+    let other = dir.path().join("other");
+    tiny_model(&other);
+    let dev = Device::flex();
+    let tcfg = TokenizerConfig::small();
+    save_tokenizer(&other.join("tokenizer"), &tcfg, &Tokenizer::new(&tcfg, &dev), 0, serde_json::Value::Null).unwrap();
+    let (ok, _, err) = run(bin().args(["generate", "--class", "0", "--model"]).arg(&other).arg("--out").arg(&out));
+    assert!(!ok);
+    assert!(one_error_line(&err).contains("grid"), "{err}");
+    // Missing model: say how to fix it.
+    let (ok, _, err) = run(bin().args(["generate", "--class", "0", "--model"]).arg(dir.path().join("none")).arg("--out").arg(&out));
+    assert!(!ok);
+    assert!(one_error_line(&err).contains("--model"));
+}
+
+#[test]
+fn info_prints_paper_parameter_counts() {
+    let (ok, out, err) = run(bin().args(["info", "--preset", "d16"]));
+    assert!(ok, "{err}");
+    assert!(out.contains("content 255183904") && out.contains("structure 64369672"), "{out}");
+    let (ok, _, err) = run(bin().args(["info", "--preset", "nope"]));
+    assert!(!ok);
+    assert!(one_error_line(&err).contains("d24"));
+}
