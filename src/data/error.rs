@@ -103,6 +103,34 @@ pub enum DataError {
     /// An item index past the end of a dataset.
     #[error("image index {index} is out of range for a dataset of {len} images")]
     IndexOutOfRange { index: usize, len: usize },
+
+    /// An emoji label file (`.ron`) is missing, unreadable, malformed, or inconsistent with itself.
+    #[error("emoji label file {}: {detail}", .path.display())]
+    Labels { path: PathBuf, detail: String },
+
+    /// An emoji sprite sheet does not match what its label file describes.
+    #[error("emoji sheet {}: {detail} (according to label file {})", .sheet.display(), .labels.display())]
+    SheetMismatch {
+        sheet: PathBuf,
+        labels: PathBuf,
+        detail: String,
+    },
+
+    /// An input package of the emoji builder (an npm tarball or its unpacked folder) is missing or bad.
+    #[error("emoji package {}: {detail}", .path.display())]
+    Package { path: PathBuf, detail: String },
+
+    /// One icon of an input package cannot be rendered.
+    #[error("emoji package {}: icon \"{icon}\": {detail}", .path.display())]
+    Icon {
+        path: PathBuf,
+        icon: String,
+        detail: String,
+    },
+
+    /// A builder or contact-sheet setting that cannot be used.
+    #[error("{0}")]
+    InvalidSetting(String),
 }
 
 /// Makes a message from another library safe to embed in a one-line error.

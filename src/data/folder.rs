@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::ImageSource;
 use super::error::{DataError, one_line};
 use super::image_io::{RgbImageF, check_size, load_rgb};
-use super::order::{TAG_SPLIT, fnv1a64, seeded_rng, shuffle};
+use super::order::stratified_split;
 
 /// File extensions (lower-case) that are indexed as images.
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "gif", "webp"];
@@ -260,29 +260,14 @@ impl ImageFolder {
     /// `seed` and the FNV-1a hash of the class name, and the first `max(1, round(fraction · n))` are held
     /// out when the class has `n ≥ 2` items (none when `n < 2`). Because each class has its own stream,
     /// adding or removing a class does not change the split of the others. A `fraction` of 0 or less
-    /// (or NaN) holds nothing out; every class keeps at least one training item.
+    /// (or NaN) holds nothing out; every class keeps at least one training item. This is
+    /// [`stratified_split`] with each image its own group.
     pub fn split(&self, holdout_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-        let mut train = Vec::new();
-        let mut holdout = Vec::new();
-        for (class, name) in self.class_names.iter().enumerate() {
-            let mut items: Vec<usize> = self.class_range(class).collect();
-            let n = items.len();
-            let held = if n >= 2 && holdout_fraction > 0.0 {
-                let wanted = (holdout_fraction.min(1.0) * n as f64).round() as usize;
-                wanted.max(1).min(n - 1)
-            } else {
-                0
-            };
-            shuffle(
-                &mut items,
-                &mut seeded_rng(seed, fnv1a64(name.as_bytes()), TAG_SPLIT),
-            );
-            holdout.extend_from_slice(&items[..held]);
-            train.extend_from_slice(&items[held..]);
-        }
-        train.sort_unstable();
-        holdout.sort_unstable();
-        (train, holdout)
+        let classes = self.class_names.iter().enumerate().map(|(class, name)| {
+            let groups = self.class_range(class).map(|i| vec![i]).collect();
+            (name.as_str(), groups)
+        });
+        stratified_split(classes, holdout_fraction, seed)
     }
 }
 

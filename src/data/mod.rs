@@ -9,10 +9,19 @@
 //!   with a deterministic stratified [`split`](ImageFolder::split).
 //! * [`synthetic`]: [`SyntheticShapes`], procedural disc / rectangle / triangle / ring images for tests
 //!   and smoke runs.
-//! * [`order`]: seeded, dependency-stable shuffles ([`epoch_order`]).
+//! * [`order`]: seeded, dependency-stable shuffles ([`epoch_order`]) and the stratified split
+//!   ([`stratified_split`]).
+//! * [`emoji`]: the bundled emoji set, [`EmojiSheet`] (sprite sheet + `.ron` labels, 32 classes, 8 art
+//!   styles) and [`EmojiSource`]; [`emoji_build`] makes it from pinned npm packages ([`emoji_render`]
+//!   draws the tiles, [`emoji_classes`] lists the classes); [`contact`] draws contact sheets.
 //!
 //! Training code reads any of these through [`ImageSource`].
 
+pub mod contact;
+pub mod emoji;
+pub mod emoji_build;
+pub mod emoji_classes;
+pub mod emoji_render;
 pub mod error;
 pub mod folder;
 pub mod image_io;
@@ -21,13 +30,19 @@ pub mod synthetic;
 
 use std::sync::Arc;
 
+pub use contact::contact_sheet;
+pub use emoji::{
+    BUNDLED_EMOJI_LABELS, DatasetSummary, EmojiLabels, EmojiSheet, EmojiSource, VendorInfo,
+};
+pub use emoji_build::{BuildOptions, BuildProgress, BuildReport, build_emoji_sheet};
+pub use emoji_render::SheetEncoding;
 pub use error::DataError;
 pub use folder::{FolderSource, IMAGE_EXTENSIONS, ImageFolder, has_image_extension};
 pub use image_io::{
     MAX_IMAGE_SIZE, RgbImageF, fit_square, flip_horizontal, load_rgb, save_rgb_png, to_rgb8,
     u8_to_unit, unit_to_u8,
 };
-pub use order::{epoch_order, fnv1a64};
+pub use order::{epoch_order, fnv1a64, stratified_split};
 pub use synthetic::{SHAPE_CLASSES, SyntheticShapes, synthetic_shape};
 
 /// A dataset of labelled square images, all of one size. Shared across loader threads, hence

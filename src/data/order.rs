@@ -69,6 +69,58 @@ pub fn epoch_order(indices: &[usize], epoch: u64, seed: u64) -> Vec<usize> {
     order
 }
 
+/// A deterministic train / holdout split, stratified by class: `(train, holdout)`, each sorted.
+///
+/// Each class is `(name, groups)`: its items partitioned into groups that must stay on one side (one
+/// item per group for independent images; every rendition of one emoji for the emoji sheet, so that a
+/// held-out emoji is never seen in another style during training). Groups are given in a canonical
+/// order and shuffled by a ChaCha8 generator seeded from `seed` and the FNV-1a hash of the class
+/// name. The class's target is `max(1, round(fraction · n))` of its `n` items (none when `n < 2`);
+/// going through the groups in shuffled order, each group is held out if that brings the held-out
+/// count closer to the target (ties hold out; the first group always is), and at least one group is
+/// always left for training. With one item per group this holds out exactly the target.
+/// Because each class has its own stream, adding or removing a class does not change the split of the
+/// others. A `fraction` of 0 or less (or NaN) holds nothing out.
+pub fn stratified_split<'a>(
+    classes: impl IntoIterator<Item = (&'a str, Vec<Vec<usize>>)>,
+    holdout_fraction: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut train = Vec::new();
+    let mut holdout = Vec::new();
+    for (name, mut groups) in classes {
+        let n: usize = groups.iter().map(Vec::len).sum();
+        let target = if n >= 2 && holdout_fraction > 0.0 {
+            let wanted = (holdout_fraction.min(1.0) * n as f64).round() as usize;
+            wanted.max(1).min(n - 1)
+        } else {
+            0
+        };
+        shuffle(
+            &mut groups,
+            &mut seeded_rng(seed, fnv1a64(name.as_bytes()), TAG_SPLIT),
+        );
+        let mut held = 0;
+        let mut held_groups = 0;
+        for group in &groups {
+            let wanted = held < target && {
+                let overshoot = (held + group.len()).saturating_sub(target);
+                held == 0 || overshoot <= target - held
+            };
+            if wanted && held_groups + 1 < groups.len() {
+                held += group.len();
+                held_groups += 1;
+                holdout.extend_from_slice(group);
+            } else {
+                train.extend_from_slice(group);
+            }
+        }
+    }
+    train.sort_unstable();
+    holdout.sort_unstable();
+    (train, holdout)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +145,48 @@ mod tests {
         assert_ne!(a, epoch_order(&indices, 0, 8), "seeds differ");
         assert!(epoch_order(&[], 3, 3).is_empty());
         assert_eq!(epoch_order(&[5], 3, 3), vec![5]);
+    }
+
+    #[test]
+    fn grouped_split_keeps_groups_whole() {
+        // One class of 5 groups of 4 items: 20% = 4 items = exactly one group held out.
+        let groups: Vec<Vec<usize>> = (0..5).map(|g| (4 * g..4 * g + 4).collect()).collect();
+        let (train, holdout) = stratified_split([("c", groups.clone())], 0.2, 1);
+        assert_eq!(holdout.len(), 4);
+        assert_eq!(train.len(), 16);
+        assert!(
+            groups.iter().any(|g| *g == holdout),
+            "one whole group: {holdout:?}"
+        );
+        assert_eq!(
+            stratified_split([("c", groups.clone())], 0.2, 1),
+            (train, holdout)
+        );
+        // Even a fraction of 1 leaves one group for training.
+        let (train, _) = stratified_split([("c", groups.clone())], 1.0, 1);
+        assert_eq!(train.len(), 4);
+        // A group that would overshoot more than it helps stays in training, but the first never does.
+        let (_, holdout) = stratified_split([("c", groups.clone())], 0.05, 1);
+        assert_eq!(
+            holdout.len(),
+            4,
+            "target 1: one group of 4 is held out anyway"
+        );
+        let mixed = vec![
+            vec![0, 1, 2, 3, 4, 5, 6, 7],
+            vec![8],
+            vec![9],
+            vec![10],
+            vec![11],
+        ];
+        for seed in 0..20 {
+            let (_, holdout) = stratified_split([("m", mixed.clone())], 0.25, seed);
+            // Target 3: either three singletons, or the big group alone when it comes first.
+            assert!(
+                holdout.len() == 3 || holdout.len() == 8,
+                "seed {seed}: {holdout:?}"
+            );
+        }
     }
 
     #[test]
