@@ -14,7 +14,11 @@ use nvg_studio::backend::{self, Backend, BackendChoice};
 use nvg_studio::data::{self, FolderSource, ImageFolder, ImageSource, SyntheticShapes};
 use nvg_studio::model::tokenizer_io::{import_reference_safetensors, load_tokenizer};
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
-use nvg_studio::pipeline::encode_images;
+use nvg_studio::granularity::GranularitySequence;
+use nvg_studio::model::generator::GeneratorConfig;
+use nvg_studio::pipeline::{encode_images, load_bundle, parse_stage_range, resolve_class, tensor_to_images};
+use nvg_studio::sampler::{ImageJob, Linear, SamplerSettings, sample};
+use nvg_studio::train::generator::{GeneratorTrainOptions, train_generator};
 use nvg_studio::train::{TokenizerTrainOptions, train_tokenizer};
 use nvg_studio::viz::stage_strip;
 
@@ -23,6 +27,9 @@ const BACKGROUND: [u8; 3] = [255, 255, 255];
 
 /// Default tokenizer shipped with the project.
 const DEFAULT_TOKENIZER: &str = "assets/demo-tokenizer";
+
+/// Default model directory (tokenizer/ + generator/) shipped with the project.
+const DEFAULT_MODEL: &str = "assets/model";
 
 #[derive(Parser)]
 #[command(name = "nvg-studio", version, about = "Next Visual Granularity (NVG) generation: editor and tools",
@@ -67,7 +74,7 @@ enum Command {
     ///
     /// Example: nvg-studio train-tokenizer --data images/ --preset small --out runs/tok --steps 2000
     TrainTokenizer {
-        /// Image folder, one sub-folder per class.
+        /// Image folder, one sub-folder per class (default: the bundled emoji set).
         #[arg(long, conflicts_with = "synthetic")]
         data: Option<PathBuf>,
         /// Train on N procedurally drawn shape images instead of a folder.
@@ -101,6 +108,99 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
+    /// Generate an image of a class, stage by stage, with optional structure/content forcing.
+    ///
+    /// Examples:
+    ///   nvg-studio generate --class 3 --seed 7 --out img.png --stages-out strip.png
+    ///   nvg-studio generate --class cat --structure-from ref.ron --keep-structure 1..3 --out swap.png
+    Generate {
+        /// Class name (case-insensitive) or id.
+        #[arg(long)]
+        class: String,
+        /// Seed (same seed + inputs + backend = same image, bit for bit).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Model directory (holding tokenizer/ and generator/).
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        /// Where to write the image (PNG).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write a stage strip: each stage's decoded canvas above its structure map.
+        #[arg(long)]
+        stages_out: Option<PathBuf>,
+        /// Print the generated sequence as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+        /// A sequence file (.ron/.json, e.g. from `encode`) to take structure maps or codes from.
+        #[arg(long)]
+        structure_from: Option<PathBuf>,
+        /// Stages whose structure maps are taken from --structure-from: M (= 1..M) or A..B.
+        #[arg(long, requires = "structure_from")]
+        keep_structure: Option<String>,
+        /// Stages whose codes are taken from --structure-from: K (= 0..K) or A..B.
+        #[arg(long, requires = "structure_from")]
+        keep_content: Option<String>,
+        /// Content guidance schedule START:END over the stages (e.g. 1:3.5), or "off".
+        #[arg(long, default_value = "1:3.5")]
+        content_cfg: String,
+        /// Structure guidance schedule START:END, or "off".
+        #[arg(long, default_value = "1:2.5")]
+        structure_cfg: String,
+        /// Top-p schedule START:END (log schedule of the paper), or "off".
+        #[arg(long, default_value = "1:0.5")]
+        top_p: String,
+        /// Keep only the K most likely codes (0 = off, 1 = greedy).
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Softmax temperature of the content logits.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        /// Euler steps of the structure flow (fewer = faster preview).
+        #[arg(long, default_value_t = 25)]
+        flow_steps: usize,
+        /// Sample each split with Gumbel-top-k instead of taking the top half.
+        #[arg(long)]
+        gumbel: bool,
+    },
+    /// Train the generator of a model directory on its frozen tokenizer (DIR/tokenizer → DIR/generator).
+    ///
+    /// Example: nvg-studio train-generator --model runs/m --data images/ --steps 4000
+    TrainGenerator {
+        /// Model directory; its tokenizer/ must exist, generator/ is written.
+        #[arg(long)]
+        model: PathBuf,
+        /// Image folder, one sub-folder per class (default: the bundled emoji set).
+        #[arg(long, conflicts_with = "synthetic")]
+        data: Option<PathBuf>,
+        /// Train on N procedurally drawn shape images instead of a folder.
+        #[arg(long)]
+        synthetic: Option<usize>,
+        /// Shape preset (small, test-tiny, reference-tiny, d16, d20, d24).
+        #[arg(long, default_value = "small")]
+        preset: String,
+        /// Total optimisation steps.
+        #[arg(long, default_value_t = 4000)]
+        steps: u64,
+        /// Images per step.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = 3e-4)]
+        lr: f64,
+        /// Content and structure stages trained per step (default: all).
+        #[arg(long)]
+        stages_per_step: Option<usize>,
+        /// Checkpoint every N steps.
+        #[arg(long, default_value_t = 500)]
+        checkpoint_every: u64,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Continue from the checkpoint in DIR/generator.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Print presets, parameter counts and the backend in use.
     Info {
         /// Only this tokenizer preset.
@@ -121,6 +221,12 @@ enum Command {
         /// Repetitions per measurement (median reported).
         #[arg(long, default_value_t = 20)]
         reps: usize,
+        /// What to measure: tokenizer, generator, or all.
+        #[arg(long, default_value = "all")]
+        what: String,
+        /// Structure flow steps of the generation benchmark.
+        #[arg(long, default_value_t = 25)]
+        flow_steps: usize,
     },
 }
 
@@ -253,7 +359,7 @@ fn run(cli: Cli) -> Result<()> {
                     Box::new(FolderSource::new(folder, size, BACKGROUND)?)
                 }
                 (None, Some(n)) => Box::new(SyntheticShapes::new(n, size, seed)?),
-                (None, None) => bail!("give --data DIR (one sub-folder per class) or --synthetic N"),
+                (None, None) => bundled_emoji(size)?,
             };
             let opts = TokenizerTrainOptions {
                 steps,
@@ -271,10 +377,9 @@ fn run(cli: Cli) -> Result<()> {
             );
             let report = train_tokenizer(&cfg, source.as_ref(), &out, &opts, resume, &b.device, &mut |s| {
                 pb.set_position(s.step);
-                pb.set_message(format!(
-                    "loss {:.4} (recon {:.4}, vq {:.4}) {:.1} img/s",
-                    s.loss, s.recon, s.vq, s.images_per_sec
-                ));
+                let msg = format!("loss {:.4} (recon {:.4}, vq {:.4}) {:.1} img/s", s.loss, s.recon, s.vq, s.images_per_sec);
+                log_if_hidden(&pb, s.step, s.total, &msg);
+                pb.set_message(msg);
             })?;
             pb.finish();
             println!("held-out PSNR per stage (dB), {} images:", report.eval_images);
@@ -287,7 +392,150 @@ fn run(cli: Cli) -> Result<()> {
             println!("checkpoint: {}", out.display());
             Ok(())
         }
-        Some(Command::Bench { reps }) => bench(cli.backend, reps),
+        Some(Command::Bench { reps, what, flow_steps }) => match what.as_str() {
+            "tokenizer" => bench(cli.backend, reps),
+            "generator" => bench_generator(cli.backend, reps, flow_steps),
+            "all" => {
+                bench(cli.backend, reps)?;
+                bench_generator(cli.backend, reps, flow_steps)
+            }
+            other => bail!("--what {other}: expected tokenizer, generator or all"),
+        },
+        Some(Command::Generate {
+            class,
+            seed,
+            model,
+            out,
+            stages_out,
+            json,
+            structure_from,
+            keep_structure,
+            keep_content,
+            content_cfg,
+            structure_cfg,
+            top_p,
+            top_k,
+            temperature,
+            flow_steps,
+            gumbel,
+        }) => {
+            let b = pick_backend(cli.backend)?;
+            let settings = SamplerSettings {
+                content_cfg: parse_schedule("--content-cfg", &content_cfg)?,
+                structure_cfg: parse_schedule("--structure-cfg", &structure_cfg)?,
+                top_p: parse_schedule("--top-p", &top_p)?,
+                top_k,
+                temperature,
+                flow_steps,
+                gumbel,
+            };
+            settings.validate().map_err(|e| anyhow!("{e}"))?;
+            let bundle = load_bundle(&model, &b.device)
+                .map_err(|e| anyhow!("{e} (restore {DEFAULT_MODEL} or pass --model DIR)"))?;
+            let class_id = resolve_class(&bundle.class_names, &class).map_err(|e| anyhow!("--class: {e}"))?;
+            let mut job = ImageJob::new(class_id, seed);
+            if let Some(path) = &structure_from {
+                let seq = GranularitySequence::load(path)?;
+                seq.validate().with_context(|| format!("sequence {}", path.display()))?;
+                let s_count = bundle.gcfg.num_stages();
+                if seq.grid_size != bundle.gcfg.grid_side || seq.stages.len() != s_count {
+                    bail!(
+                        "sequence {}: made for a {}×{} grid with {} stages; this model has {}×{} and {}",
+                        path.display(), seq.grid_size, seq.grid_size, seq.stages.len(),
+                        bundle.gcfg.grid_side, bundle.gcfg.grid_side, s_count
+                    );
+                }
+                if let Some(r) = &keep_structure {
+                    let r = parse_stage_range(r, 1).map_err(|e| anyhow!("--keep-structure: {e}"))?;
+                    if *r.end() >= s_count || *r.start() == 0 {
+                        bail!("--keep-structure {}..{}: structure maps of stages 1..{} can be kept", r.start(), r.end(), s_count - 1);
+                    }
+                    for s in r {
+                        job.forced_structure.insert(s, seq.stages[s].structure.clone());
+                    }
+                }
+                if let Some(r) = &keep_content {
+                    let r = parse_stage_range(r, 0).map_err(|e| anyhow!("--keep-content: {e}"))?;
+                    if *r.end() >= s_count {
+                        bail!("--keep-content ..{}: the model has stages 0..{}", r.end(), s_count - 1);
+                    }
+                    for s in r {
+                        job.forced_codes.insert(s, seq.stages[s].codes.clone());
+                        if s > 0 {
+                            job.forced_structure.insert(s, seq.stages[s].structure.clone());
+                        }
+                    }
+                }
+            }
+            let mut stage_images = Vec::new();
+            let tok = &bundle.tokenizer;
+            let want_strip = stages_out.is_some();
+            let pb = ProgressBar::new(bundle.gcfg.num_stages() as u64);
+            let result = sample(&bundle.generator, tok, bundle.tcfg.phi_weight, &[job], &settings, &mut |d| {
+                if want_strip {
+                    stage_images.push(tensor_to_images(tok.decode(d.canvas.clone())).remove(0));
+                }
+                pb.inc(1);
+                true
+            }, &|| false).map_err(|e| anyhow!("generate: {e}"))?;
+            pb.finish_and_clear();
+            let image = tensor_to_images(tok.decode(result.canvas)).remove(0);
+            save_png(&image, &out)?;
+            eprintln!("image: {} ({}, seed {seed})", out.display(), bundle.class_names[class_id]);
+            let seq = &result.sequences[0];
+            if let Some(p) = &stages_out {
+                let maps: Vec<Vec<u32>> = seq.stages.iter().map(|s| s.structure.clone()).collect();
+                save_png(&stage_strip(&stage_images, &maps, bundle.gcfg.grid_side), p)?;
+                eprintln!("stage strip: {}", p.display());
+            }
+            if json {
+                println!("{}", seq.to_json_string()?);
+            }
+            Ok(())
+        }
+        Some(Command::TrainGenerator {
+            model,
+            data,
+            synthetic,
+            preset: p,
+            steps,
+            batch,
+            lr,
+            stages_per_step,
+            checkpoint_every,
+            seed,
+            resume,
+        }) => {
+            let b = pick_backend(cli.backend)?;
+            let shape = GeneratorConfig::preset(&p).ok_or_else(|| {
+                anyhow!("unknown generator preset '{p}': expected one of {}", GeneratorConfig::PRESETS.join(", "))
+            })?;
+            let (tmeta, tok) = load_tokenizer(&model.join("tokenizer"), None, &b.device)
+                .map_err(|e| anyhow!("{e} (train one first: train-tokenizer --out {}/tokenizer)", model.display()))?;
+            let tcfg = tmeta.config;
+            let size = tcfg.image_size as u32;
+            let source: Box<dyn ImageSource> = match (data, synthetic) {
+                (Some(dir), _) => Box::new(FolderSource::new(ImageFolder::open(&dir)?, size, BACKGROUND)?),
+                (None, Some(n)) => Box::new(SyntheticShapes::new(n, size, seed)?),
+                (None, None) => bundled_emoji(size)?,
+            };
+            let opts = GeneratorTrainOptions { steps, batch_size: batch, lr, stages_per_step, checkpoint_every, seed, ..Default::default() };
+            let pb = ProgressBar::new(steps);
+            pb.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let out = model.join("generator");
+            let cfg = train_generator(&shape, &tok, &tcfg, source.as_ref(), &out, &opts, resume, &b.device, &mut |s| {
+                pb.set_position(s.step);
+                let msg = format!("content {:.4} structure {:.4} {:.1} img/s", s.content, s.structure, s.images_per_sec);
+                log_if_hidden(&pb, s.step, s.total, &msg);
+                pb.set_message(msg);
+            })?;
+            pb.finish();
+            println!("generator: {} ({} classes, {} stages)", out.display(), cfg.num_classes, cfg.num_stages());
+            Ok(())
+        }
         Some(Command::Dataset { cmd }) => dataset(cmd),
     }
 }
@@ -374,6 +622,14 @@ fn dataset(cmd: DatasetCmd) -> Result<()> {
     }
 }
 
+/// The bundled emoji dataset as a training source (the default when neither --data nor
+/// --synthetic is given).
+fn bundled_emoji(size: u32) -> Result<Box<dyn ImageSource>> {
+    let sheet = open_sheet(None)?;
+    eprintln!("data: bundled emoji set, {} images in {} classes", sheet.len(), sheet.class_names().len());
+    Ok(Box::new(data::EmojiSource::new(sheet, size)?))
+}
+
 /// The emoji sheet at `labels` (a .ron file), or the bundled one.
 fn open_sheet(labels: Option<&Path>) -> Result<data::EmojiSheet> {
     let path = labels.unwrap_or(Path::new(data::BUNDLED_EMOJI_LABELS));
@@ -409,6 +665,28 @@ fn encode(
     Ok(())
 }
 
+/// Where no terminal shows the progress bar (logs, CI), print a plain line every 2% of the run.
+fn log_if_hidden(pb: &ProgressBar, step: u64, total: u64, msg: &str) {
+    if pb.is_hidden() && (step % (total / 50).max(1) == 0 || step == total) {
+        eprintln!("step {step}/{total}: {msg}");
+    }
+}
+
+/// Parses "START:END" (or one value for a constant schedule, or "off").
+fn parse_schedule(flag: &str, s: &str) -> Result<Option<Linear>> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let parse = |v: &str| v.trim().parse::<f32>().map_err(|_| anyhow!("{flag} {s}: expected START:END, a number, or off"));
+    Ok(Some(match s.split_once(':') {
+        Some((a, b)) => Linear { start: parse(a)?, end: parse(b)? },
+        None => {
+            let v = parse(s)?;
+            Linear { start: v, end: v }
+        }
+    }))
+}
+
 fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
@@ -432,11 +710,23 @@ fn demo(choice: BackendChoice) -> Result<()> {
 
 fn info(choice: BackendChoice, only: Option<String>) -> Result<()> {
     let b = pick_backend(choice)?;
-    let names: Vec<String> = match only {
-        Some(n) => vec![n],
-        None => TokenizerConfig::PRESETS.iter().map(|s| s.to_string()).collect(),
+    let (tok_names, gen_names): (Vec<String>, Vec<String>) = match only {
+        Some(n) => {
+            let t = TokenizerConfig::preset(&n).map(|_| n.clone());
+            let g = GeneratorConfig::preset(&n).map(|_| n.clone());
+            if t.is_none() && g.is_none() {
+                let mut all: Vec<&str> = TokenizerConfig::PRESETS.to_vec();
+                all.extend(GeneratorConfig::PRESETS.iter().filter(|p| !TokenizerConfig::PRESETS.contains(p)));
+                bail!("unknown preset '{n}': expected one of {}", all.join(", "));
+            }
+            (t.into_iter().collect(), g.into_iter().collect())
+        }
+        None => (
+            TokenizerConfig::PRESETS.iter().map(|s| s.to_string()).collect(),
+            GeneratorConfig::PRESETS.iter().map(|s| s.to_string()).collect(),
+        ),
     };
-    for n in names {
+    for n in tok_names {
         let cfg = preset(&n)?;
         let params = if cfg.image_size <= 64 { Tokenizer::new(&cfg, &b.device).num_params() } else { 0 };
         println!(
@@ -451,12 +741,108 @@ fn info(choice: BackendChoice, only: Option<String>) -> Result<()> {
             if params > 0 { format!(", {params} parameters") } else { String::new() }
         );
     }
+    for n in gen_names {
+        let cfg = GeneratorConfig::preset(&n).context("preset")?;
+        let pc = cfg.param_count();
+        println!(
+            "generator preset {n}: depth {}, content {}/{} heads, structure {}/{} heads, {} classes, codebook {}, {}×{} grid; \
+parameters: content {} ({:.1}M), structure {} ({:.1}M), total {} ({:.1}M)",
+            cfg.depth,
+            cfg.content_width,
+            cfg.content_heads,
+            cfg.structure_width,
+            cfg.structure_heads,
+            cfg.num_classes,
+            cfg.vocab_size,
+            cfg.grid_side,
+            cfg.grid_side,
+            pc.content,
+            pc.content as f64 / 1e6,
+            pc.structure,
+            pc.structure as f64 / 1e6,
+            pc.total(),
+            pc.total() as f64 / 1e6
+        );
+    }
     Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// The timing anchor's shape (shared/testvectors/official-tiny/README.md §8, "small"): generator
+/// depth 4 (content 256, structure 128), codebook 4096, 32 classes, 16×16 grid, the reference
+/// tokenizer shape with a 4096-entry codebook; batch 1, no guidance, greedy content.
+fn bench_generator(choice: BackendChoice, reps: usize, flow_steps: usize) -> Result<()> {
+    let b = pick_backend(choice)?;
+    let reps = reps.max(1);
+    let tcfg = TokenizerConfig { codebook_size: 4096, ..TokenizerConfig::reference_tiny() };
+    let gcfg = GeneratorConfig {
+        depth: 4,
+        content_width: 256,
+        content_heads: 4,
+        structure_width: 128,
+        structure_heads: 2,
+        vocab_size: 4096,
+        num_classes: 32,
+        ..GeneratorConfig::reference_tiny()
+    };
+    b.device.seed(0);
+    let tok = Tokenizer::new(&tcfg, &b.device);
+    let g = nvg_studio::model::generator::NvgGenerator::new(&gcfg, &b.device);
+    println!("generator bench: {} parameters, {} flow steps, batch 1, no CFG, greedy", gcfg.param_count().total(), flow_steps);
+    let settings = SamplerSettings { flow_steps, ..SamplerSettings::greedy() };
+    let time = |f: &mut dyn FnMut()| {
+        f(); // warm-up
+        let mut t = Vec::new();
+        for _ in 0..reps {
+            let s = Instant::now();
+            f();
+            t.push(s.elapsed().as_secs_f64());
+        }
+        median(t)
+    };
+    let l = gcfg.num_positions();
+    let labels: Vec<u32> = (0..l as u32).map(|p| p >> 4).collect(); // a balanced stage-4 map
+    let canvas = burn::tensor::Tensor::<3>::zeros([1, l, 32], &b.device);
+    let t_content = time(&mut || {
+        let (x, lg) = g.content_forward(4, &[3], canvas.clone(), &[&labels]);
+        std::hint::black_box((x.into_data(), lg.into_data()));
+    });
+    let z = burn::tensor::Tensor::<3>::zeros([1, l, gcfg.num_bits()], &b.device);
+    let t_struct = time(&mut || {
+        let v = g.structure_forward(4, &[3], canvas.clone(), &[&labels], z.clone(), &[0.5]);
+        std::hint::black_box(v.into_data());
+    });
+    let mut last = None;
+    let t_full = time(&mut || {
+        let out = sample(&g, &tok, 0.5, &[ImageJob::new(3, 1)], &settings, &mut |_| true, &|| false).expect("sample");
+        let img = tok.decode(out.canvas.clone());
+        std::hint::black_box(img.into_data());
+        last = Some(out.sequences[0].clone());
+    });
+    println!("content pass (stage 4): median {:.1} ms", 1e3 * t_content);
+    println!("structure flow step (one velocity evaluation): median {:.1} ms", 1e3 * t_struct);
+    println!("full generation + decode: median {:.3} s", t_full);
+    let prev = last.context("no generation")?;
+    for k in 1..gcfg.num_stages() {
+        let mut job = ImageJob::new(3, 1);
+        job.previous = Some(prev.clone());
+        job.resume_from = k;
+        let t = time(&mut || {
+            let out = sample(&g, &tok, 0.5, std::slice::from_ref(&job), &settings, &mut |_| true, &|| false).expect("sample");
+            std::hint::black_box(tok.decode(out.canvas).into_data());
+        });
+        println!("rerun from stage {k} + decode: median {:.3} s", t);
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM")) {
+            println!("memory peak: {}", line.trim_start_matches("VmHWM:").trim());
+        }
+    }
+    Ok(())
 }
 
 fn bench(choice: BackendChoice, reps: usize) -> Result<()> {
