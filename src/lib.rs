@@ -9,5 +9,6 @@ pub mod granularity;
 pub mod model;
 pub mod pipeline;
 pub mod sampler;
+pub mod swap;
 pub mod train;
 pub mod viz;

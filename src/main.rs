@@ -20,16 +20,16 @@ use nvg_studio::pipeline::{encode_images, load_bundle, parse_stage_range, resolv
 use nvg_studio::sampler::{ImageJob, Linear, SamplerSettings, sample};
 use nvg_studio::train::generator::{GeneratorTrainOptions, train_generator};
 use nvg_studio::train::{TokenizerTrainOptions, train_tokenizer};
-use nvg_studio::viz::stage_strip;
+use nvg_studio::viz::{stage_strip, structure_map_image};
 
 /// Background that transparent images are composited on (white, as the emoji dataset uses).
 const BACKGROUND: [u8; 3] = [255, 255, 255];
 
-/// Default tokenizer shipped with the project.
-const DEFAULT_TOKENIZER: &str = "assets/demo-tokenizer";
-
 /// Default model directory (tokenizer/ + generator/) shipped with the project.
 const DEFAULT_MODEL: &str = "assets/model";
+
+/// Default tokenizer: the one of the default model.
+const DEFAULT_TOKENIZER: &str = "assets/model/tokenizer";
 
 #[derive(Parser)]
 #[command(name = "nvg-studio", version, about = "Next Visual Granularity (NVG) generation: editor and tools",
@@ -162,6 +162,50 @@ enum Command {
         /// Sample each split with Gumbel-top-k instead of taking the top half.
         #[arg(long)]
         gumbel: bool,
+        /// A binary layout (black/white PNG, grid- or image-sized) used as the stage-1 structure map;
+        /// it may be unbalanced.
+        #[arg(long, conflicts_with = "structure_from")]
+        layout: Option<PathBuf>,
+    },
+    /// Pose-preserving class swap: keep a reference's structure (and optionally content), repaint as another class.
+    ///
+    /// Examples:
+    ///   nvg-studio swap --image flamingo.png --to-class mammal --keep-structure 1..3 --out rabbit.png --strip fig.png
+    ///   nvg-studio swap --image flamingo.png --to-class mammal --sweep sweep.png --out last.png
+    Swap {
+        /// Reference image (any size: shorter side resized, centre crop; transparency on white).
+        #[arg(long, conflicts_with = "sequence", required_unless_present = "sequence")]
+        image: Option<PathBuf>,
+        /// Reference sequence file (.ron/.json) instead of an image.
+        #[arg(long)]
+        sequence: Option<PathBuf>,
+        /// Target class name or id.
+        #[arg(long)]
+        to_class: String,
+        /// Keep the structure maps of stages 1..M (M, or 1..M).
+        #[arg(long, default_value = "3")]
+        keep_structure: String,
+        /// Also keep the codes of stages 0..K (K, or 0..K).
+        #[arg(long)]
+        keep_content: Option<String>,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Model directory.
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        /// Where to write the result (PNG).
+        #[arg(long)]
+        out: PathBuf,
+        /// Figure: reference and result stage by stage (canvases and structure maps).
+        #[arg(long)]
+        strip: Option<PathBuf>,
+        /// Figure with one row per M = 0..S−1 (structure kept up to stage M), reference on top.
+        #[arg(long)]
+        sweep: Option<PathBuf>,
+        /// Structure flow steps.
+        #[arg(long, default_value_t = 25)]
+        flow_steps: usize,
     },
     /// Train the generator of a model directory on its frozen tokenizer (DIR/tokenizer → DIR/generator).
     ///
@@ -418,6 +462,7 @@ fn run(cli: Cli) -> Result<()> {
             temperature,
             flow_steps,
             gumbel,
+            layout,
         }) => {
             let b = pick_backend(cli.backend)?;
             let settings = SamplerSettings {
@@ -434,6 +479,10 @@ fn run(cli: Cli) -> Result<()> {
                 .map_err(|e| anyhow!("{e} (restore {DEFAULT_MODEL} or pass --model DIR)"))?;
             let class_id = resolve_class(&bundle.class_names, &class).map_err(|e| anyhow!("--class: {e}"))?;
             let mut job = ImageJob::new(class_id, seed);
+            if let Some(mask) = &layout {
+                let map = nvg_studio::swap::layout_from_mask(mask, bundle.gcfg.grid_side, bundle.tcfg.image_size)?;
+                job.forced_structure.insert(1, map);
+            }
             if let Some(path) = &structure_from {
                 let seq = GranularitySequence::load(path)?;
                 seq.validate().with_context(|| format!("sequence {}", path.display()))?;
@@ -490,6 +539,69 @@ fn run(cli: Cli) -> Result<()> {
             }
             if json {
                 println!("{}", seq.to_json_string()?);
+            }
+            Ok(())
+        }
+        Some(Command::Swap { image, sequence, to_class, keep_structure, keep_content, seed, model, out, strip, sweep, flow_steps }) => {
+            use nvg_studio::swap::{Keep, grid_figure, render, swap_job};
+            let b = pick_backend(cli.backend)?;
+            let bundle = load_bundle(&model, &b.device)
+                .map_err(|e| anyhow!("{e} (restore {DEFAULT_MODEL} or pass --model DIR)"))?;
+            let class_id = resolve_class(&bundle.class_names, &to_class).map_err(|e| anyhow!("--to-class: {e}"))?;
+            let s_count = bundle.gcfg.num_stages();
+            let reference = match (&image, &sequence) {
+                (Some(p), _) => {
+                    let img = data::load_rgb(p, bundle.tcfg.image_size as u32, BACKGROUND)?;
+                    encode_images(&bundle.tokenizer, &bundle.tcfg, &[img], &b.device).remove(0).sequence
+                }
+                (None, Some(p)) => {
+                    let seq = GranularitySequence::load(p)?;
+                    if seq.grid_size != bundle.gcfg.grid_side || seq.stages.len() != s_count {
+                        bail!("sequence {}: made for a {}×{} grid; this model has {}×{}", p.display(), seq.grid_size, seq.grid_size, bundle.gcfg.grid_side, bundle.gcfg.grid_side);
+                    }
+                    seq
+                }
+                (None, None) => bail!("give --image IN.png or --sequence IN.ron"),
+            };
+            let r = parse_stage_range(&keep_structure, 1).map_err(|e| anyhow!("--keep-structure: {e}"))?;
+            if *r.start() > 1 {
+                bail!("--keep-structure {keep_structure}: structure is kept from stage 1 up to M");
+            }
+            let content_upto = match &keep_content {
+                Some(k) => Some(*parse_stage_range(k, 0).map_err(|e| anyhow!("--keep-content: {e}"))?.end()),
+                None => None,
+            };
+            let settings = SamplerSettings { flow_steps, ..SamplerSettings::default() };
+            let keep = Keep { structure_upto: *r.end(), content_upto };
+            let result = render(&bundle, swap_job(&reference, &keep, class_id, seed)?, &settings)?;
+            save_png(result.stages.last().context("no stage")?, &out)?;
+            eprintln!("swap: {} → {} keeping structure 1..{}: {}", image.as_ref().or(sequence.as_ref()).map(|p| p.display().to_string()).unwrap_or_default(), bundle.class_names[class_id], keep.structure_upto, out.display());
+            let side = bundle.gcfg.grid_side;
+            let tile = bundle.tcfg.image_size as u32;
+            let cell = (tile / side as u32).max(1);
+            let maps_row = |seq: &GranularitySequence| -> Vec<image::RgbImage> {
+                seq.stages.iter().enumerate().map(|(i, s)| {
+                    let m = structure_map_image(&s.structure, side, i, cell);
+                    image::imageops::resize(&m, tile, tile, image::imageops::FilterType::Nearest)
+                }).collect()
+            };
+            let ref_stages = {
+                let keep_all = Keep { structure_upto: s_count - 1, content_upto: Some(s_count - 1) };
+                render(&bundle, swap_job(&reference, &keep_all, 0, 0)?, &settings)?.stages
+            };
+            if let Some(p) = &strip {
+                let fig = grid_figure(&[ref_stages.clone(), maps_row(&reference), result.stages.clone(), maps_row(&result.sequence)], 3);
+                save_png(&fig, p)?;
+                eprintln!("figure (rows: reference canvases, reference maps, result canvases, result maps): {}", p.display());
+            }
+            if let Some(p) = &sweep {
+                let mut rows = vec![ref_stages.clone()];
+                for m in 0..s_count {
+                    let k = Keep { structure_upto: m, content_upto: None };
+                    rows.push(render(&bundle, swap_job(&reference, &k, class_id, seed)?, &settings)?.stages);
+                }
+                save_png(&grid_figure(&rows, 3), p)?;
+                eprintln!("sweep (row 0: reference; row m+1: structure kept up to stage m): {}", p.display());
             }
             Ok(())
         }
@@ -696,15 +808,35 @@ fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
 }
 
 fn demo(choice: BackendChoice) -> Result<()> {
-    eprintln!("nvg-studio: the editor is not built yet; running the encode demo instead.");
+    eprintln!("nvg-studio: the editor is not built yet; running the command-line demo instead.");
     let b = pick_backend(choice)?;
-    let (meta, tok) = load_tokenizer(Path::new(DEFAULT_TOKENIZER), None, &b.device)
-        .map_err(|e| anyhow!("{e} (restore {DEFAULT_TOKENIZER} from git, or train one with train-tokenizer)"))?;
-    let sample = Path::new("assets/samples/disc.png");
-    let out = Path::new("nvg-demo-strip.png");
-    encode(&tok, &meta.config, sample, Some(out), None, false, &b)?;
-    println!("Encoded {} into {} stages; open {} to see each stage's canvas above its structure map.",
-        sample.display(), meta.config.num_stages(), out.display());
+    let model = Path::new(DEFAULT_MODEL);
+    // 1. Encode a sample image into its stages with the bundled tokenizer.
+    let (meta, tok) = load_tokenizer(&model.join("tokenizer"), None, &b.device)
+        .map_err(|e| anyhow!("{e} (restore {DEFAULT_MODEL} from git, or train one with train-tokenizer)"))?;
+    let input = Path::new("assets/samples/flamingo.png");
+    let out = Path::new("nvg-demo-encode.png");
+    encode(&tok, &meta.config, input, Some(out), None, false, &b)?;
+    println!(
+        "Encoded {} into {} stages: {} shows each stage's decoded canvas above its structure map.",
+        input.display(),
+        meta.config.num_stages(),
+        out.display()
+    );
+    // 2. Generate an image stage by stage with the bundled generator.
+    let bundle = load_bundle(model, &b.device).map_err(|e| anyhow!("{e} (restore {DEFAULT_MODEL} from git)"))?;
+    let class = resolve_class(&bundle.class_names, "bird").unwrap_or(0);
+    let mut images = Vec::new();
+    let settings = SamplerSettings::default();
+    let result = sample(&bundle.generator, &bundle.tokenizer, bundle.tcfg.phi_weight, &[ImageJob::new(class, 1)], &settings, &mut |d| {
+        images.push(tensor_to_images(bundle.tokenizer.decode(d.canvas.clone())).remove(0));
+        true
+    }, &|| false)
+    .map_err(|e| anyhow!("generate: {e}"))?;
+    let maps: Vec<Vec<u32>> = result.sequences[0].stages.iter().map(|s| s.structure.clone()).collect();
+    let out = Path::new("nvg-demo-generate.png");
+    save_png(&stage_strip(&images, &maps, bundle.gcfg.grid_side), out)?;
+    println!("Generated class '{}' (seed 1) stage by stage: {}", bundle.class_names[class], out.display());
     Ok(())
 }
 
