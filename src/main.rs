@@ -235,6 +235,12 @@ enum Command {
         /// Content and structure stages trained per step (default: all).
         #[arg(long)]
         stages_per_step: Option<usize>,
+        /// EMA decay of the sampling weights (lower for short runs).
+        #[arg(long, default_value_t = 0.999)]
+        ema_decay: f64,
+        /// Linear warm-up steps of the learning rate.
+        #[arg(long, default_value_t = 200)]
+        warmup: u64,
         /// Checkpoint every N steps.
         #[arg(long, default_value_t = 500)]
         checkpoint_every: u64,
@@ -496,7 +502,10 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 if let Some(r) = &keep_structure {
                     let r = parse_stage_range(r, 1).map_err(|e| anyhow!("--keep-structure: {e}"))?;
-                    if *r.end() >= s_count || *r.start() == 0 {
+                    if *r.start() != 1 {
+                        bail!("--keep-structure {}..{}: structure is kept from stage 1 up to M (a later map needs its parents)", r.start(), r.end());
+                    }
+                    if *r.end() >= s_count {
                         bail!("--keep-structure {}..{}: structure maps of stages 1..{} can be kept", r.start(), r.end(), s_count - 1);
                     }
                     for s in r {
@@ -508,11 +517,12 @@ fn run(cli: Cli) -> Result<()> {
                     if *r.end() >= s_count {
                         bail!("--keep-content ..{}: the model has stages 0..{}", r.end(), s_count - 1);
                     }
+                    // Codes belong to clusters, so the maps of every stage up to the last kept one come too.
+                    for s in 1..=*r.end() {
+                        job.forced_structure.insert(s, seq.stages[s].structure.clone());
+                    }
                     for s in r {
                         job.forced_codes.insert(s, seq.stages[s].codes.clone());
-                        if s > 0 {
-                            job.forced_structure.insert(s, seq.stages[s].structure.clone());
-                        }
                     }
                 }
             }
@@ -568,7 +578,13 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("--keep-structure {keep_structure}: structure is kept from stage 1 up to M");
             }
             let content_upto = match &keep_content {
-                Some(k) => Some(*parse_stage_range(k, 0).map_err(|e| anyhow!("--keep-content: {e}"))?.end()),
+                Some(k) => {
+                    let r = parse_stage_range(k, 0).map_err(|e| anyhow!("--keep-content: {e}"))?;
+                    if *r.start() != 0 {
+                        bail!("--keep-content {k}: content is kept from stage 0 up to K");
+                    }
+                    Some(*r.end())
+                }
                 None => None,
             };
             let settings = SamplerSettings { flow_steps, ..SamplerSettings::default() };
@@ -614,6 +630,8 @@ fn run(cli: Cli) -> Result<()> {
             batch,
             lr,
             stages_per_step,
+            ema_decay,
+            warmup,
             checkpoint_every,
             seed,
             resume,
@@ -631,7 +649,17 @@ fn run(cli: Cli) -> Result<()> {
                 (None, Some(n)) => Box::new(SyntheticShapes::new(n, size, seed)?),
                 (None, None) => bundled_emoji(size)?,
             };
-            let opts = GeneratorTrainOptions { steps, batch_size: batch, lr, stages_per_step, checkpoint_every, seed, ..Default::default() };
+            let opts = GeneratorTrainOptions {
+                steps,
+                batch_size: batch,
+                lr,
+                stages_per_step,
+                ema_decay,
+                warmup_steps: warmup,
+                checkpoint_every,
+                seed,
+                ..Default::default()
+            };
             let pb = ProgressBar::new(steps);
             pb.set_style(
                 ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")

@@ -191,4 +191,30 @@ fn bad_controls_are_clear_errors() {
     let mut j = ImageJob::new(0, 0);
     j.forced_codes.insert(1, vec![1000, 0]);
     assert!(err(j).contains("code 1000"));
+    // A lock that starts after the resumed stages, and a forced map at the resume stage whose
+    // parents are not the kept stage's labels, are refused with their stage named.
+    let prev = run(&tok, &g, &[ImageJob::new(0, 2)]).sequences.remove(0);
+    let mut j = ImageJob::new(0, 0);
+    j.previous = Some(prev.clone());
+    j.resume_from = 1;
+    j.lock = Some(Lock { from_stage: 3, mask: vec![true; 16] });
+    assert!(err(j).contains("lock from stage 3"));
+    let mut j = ImageJob::new(0, 0);
+    j.previous = Some(prev.clone());
+    j.resume_from = 2;
+    let flipped: Vec<u32> = prev.stages[1].structure.iter().map(|&l| (1 - l) * 2).collect();
+    j.forced_structure.insert(2, flipped);
+    let m = err(j);
+    assert!(m.contains("stage 2") && m.contains("parent"), "{m}");
+    // Codes of a previous result outside the codebook.
+    let mut bad_prev = prev.clone();
+    bad_prev.codebook_size = None;
+    bad_prev.stages[0].codes[0] = 5000;
+    let mut j = ImageJob::new(0, 0);
+    j.previous = Some(bad_prev);
+    j.resume_from = 1;
+    assert!(err(j).contains("code 5000"));
+    // Non-finite guidance.
+    let bad = SamplerSettings { content_cfg: Some(nvg_studio::sampler::Linear { start: f32::NAN, end: 1.0 }), ..settings() };
+    assert!(matches!(sample(&g, &tok, 0.5, &[ImageJob::new(0, 0)], &bad, &mut |_| true, &|| false), Err(SampleError::Invalid(m)) if m.contains("finite")));
 }

@@ -201,6 +201,15 @@ pub fn sample(
             codes[bi] = (0..start).map(|s| prev.stages[s].codes.clone()).collect();
         }
         if let Some(m) = job.forced_structure.get(&start).filter(|_| start > 0) {
+            if let Some(p) = (0..l).find(|&p| m[p] >> 1 != maps[bi][start - 1][p]) {
+                return Err(SampleError::Invalid(format!(
+                    "forced structure for stage {start}: position {p} has label {}, whose parent {} is not its stage-{} label {}",
+                    m[p],
+                    m[p] >> 1,
+                    start - 1,
+                    maps[bi][start - 1][p]
+                )));
+            }
             maps[bi][start] = m.clone();
         }
     }
@@ -550,9 +559,26 @@ fn validate_jobs(jobs: &[ImageJob], num_classes: usize, l: usize, s_count: usize
             if job.previous.is_none() {
                 return bad("a lock needs the previous result it keeps".into());
             }
+            if lock.from_stage > job.resume_from + 1 {
+                return bad(format!(
+                    "a lock from stage {} needs the run to resume from stage {} or later (it resumes from {}): \
+the stages in between would move the locked positions",
+                    lock.from_stage,
+                    lock.from_stage - 1,
+                    job.resume_from
+                ));
+            }
         }
         if let Some(prev) = &job.previous {
             prev.validate().map_err(|e| SampleError::Invalid(format!("previous result: {e}")))?;
+            if let Some((s, c)) = prev
+                .stages
+                .iter()
+                .enumerate()
+                .find_map(|(s, st)| st.codes.iter().find(|&&c| c as usize >= vocab).map(|&c| (s, c)))
+            {
+                return bad(format!("previous result: code {c} at stage {s} is outside the codebook of {vocab}"));
+            }
             if prev.grid_size * prev.grid_size != l || prev.stages.len() != s_count {
                 return bad(format!(
                     "previous result is for a {}×{} grid with {} stages; the model has {l} positions and {s_count} stages",

@@ -83,6 +83,13 @@ impl SamplerSettings {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return Err(format!("temperature {} must be positive", self.temperature));
         }
+        for (name, sched) in [("content_cfg", self.content_cfg), ("structure_cfg", self.structure_cfg)] {
+            if let Some(g) = sched {
+                if !(g.start.is_finite() && g.end.is_finite()) {
+                    return Err(format!("{name} {}:{} must be finite", g.start, g.end));
+                }
+            }
+        }
         if let Some(p) = self.top_p {
             for v in [p.start, p.end] {
                 if !(v > 0.0 && v <= 1.0) {
