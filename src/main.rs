@@ -397,20 +397,7 @@ fn run(cli: Cli) -> Result<()> {
             let b = pick_backend(cli.backend)?;
             let cfg = preset(&p)?;
             let size = cfg.image_size as u32;
-            let source: Box<dyn ImageSource> = match (data, synthetic) {
-                (Some(dir), _) => {
-                    let folder = ImageFolder::open(&dir)?;
-                    eprintln!(
-                        "data: {} images in {} classes from {}",
-                        folder.len(),
-                        folder.class_names().len(),
-                        dir.display()
-                    );
-                    Box::new(FolderSource::new(folder, size, BACKGROUND)?)
-                }
-                (None, Some(n)) => Box::new(SyntheticShapes::new(n, size, seed)?),
-                (None, None) => bundled_emoji(size)?,
-            };
+            let source = training_source(data, synthetic, size, seed)?;
             let opts = TokenizerTrainOptions {
                 steps,
                 batch_size: batch,
@@ -644,11 +631,7 @@ fn run(cli: Cli) -> Result<()> {
                 .map_err(|e| anyhow!("{e} (train one first: train-tokenizer --out {}/tokenizer)", model.display()))?;
             let tcfg = tmeta.config;
             let size = tcfg.image_size as u32;
-            let source: Box<dyn ImageSource> = match (data, synthetic) {
-                (Some(dir), _) => Box::new(FolderSource::new(ImageFolder::open(&dir)?, size, BACKGROUND)?),
-                (None, Some(n)) => Box::new(SyntheticShapes::new(n, size, seed)?),
-                (None, None) => bundled_emoji(size)?,
-            };
+            let source = training_source(data, synthetic, size, seed)?;
             let opts = GeneratorTrainOptions {
                 steps,
                 batch_size: batch,
@@ -760,6 +743,19 @@ fn dataset(cmd: DatasetCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The training images: an image folder, synthetic shapes, or (by default) the bundled emoji set.
+fn training_source(data: Option<PathBuf>, synthetic: Option<usize>, size: u32, seed: u64) -> Result<Box<dyn ImageSource>> {
+    Ok(match (data, synthetic) {
+        (Some(dir), _) => {
+            let folder = ImageFolder::open(&dir)?;
+            eprintln!("data: {} images in {} classes from {}", folder.len(), folder.class_names().len(), dir.display());
+            Box::new(FolderSource::new(folder, size, BACKGROUND)?)
+        }
+        (None, Some(n)) => Box::new(SyntheticShapes::new(n, size, seed)?),
+        (None, None) => bundled_emoji(size)?,
+    })
 }
 
 /// The bundled emoji dataset as a training source (the default when neither --data nor

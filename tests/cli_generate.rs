@@ -1,41 +1,16 @@
 //! `generate` and `info` from the command line, on a tiny randomly initialised model directory.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 use burn::tensor::Device;
 use nvg_studio::granularity::GranularitySequence;
-use nvg_studio::model::checkpoint::save_module;
-use nvg_studio::model::generator::{GeneratorConfig, NvgGenerator};
 use nvg_studio::model::tokenizer_io::save_tokenizer;
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nvg-studio"));
-    c.arg("--backend").arg("cpu");
-    c
-}
+use common::{bin, one_error_line, run, tiny_model_dir};
 
-fn run(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd.output().expect("binary runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-fn one_error_line(stderr: &str) -> String {
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "{stderr}");
-    lines[0].to_string()
-}
-
-fn tiny_model(dir: &Path) {
-    let dev = Device::flex();
-    dev.seed(8);
-    let tcfg = TokenizerConfig::test_tiny();
-    save_tokenizer(&dir.join("tokenizer"), &tcfg, &Tokenizer::new(&tcfg, &dev), 0, serde_json::Value::Null).unwrap();
-    let gcfg = GeneratorConfig::test_tiny();
-    let extra = serde_json::json!({ "class_names": ["disc", "rectangle", "triangle", "ring"] });
-    save_module(&dir.join("generator"), "generator", &gcfg, &NvgGenerator::new(&gcfg, &dev), 0, extra).unwrap();
+fn tiny_model(dir: &std::path::Path) {
+    tiny_model_dir(dir, 8);
 }
 
 #[test]

@@ -1,32 +1,19 @@
 //! Class swap, structure transfer and shape guidance on a tiny random model (CPU).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 use burn::tensor::Device;
+use common::{bin, tiny_model_dir};
 use nvg_studio::granularity::GranularitySequence;
-use nvg_studio::model::checkpoint::save_module;
-use nvg_studio::model::generator::{GeneratorConfig, NvgGenerator};
-use nvg_studio::model::tokenizer_io::save_tokenizer;
-use nvg_studio::model::{Tokenizer, TokenizerConfig};
 use nvg_studio::pipeline::load_bundle;
 use nvg_studio::sampler::SamplerSettings;
 use nvg_studio::swap::{Keep, layout_from_mask, render, swap_job};
 
 fn tiny_model(dir: &Path) {
-    let dev = Device::flex();
-    dev.seed(21);
-    let tcfg = TokenizerConfig::test_tiny();
-    save_tokenizer(&dir.join("tokenizer"), &tcfg, &Tokenizer::new(&tcfg, &dev), 0, serde_json::Value::Null).unwrap();
-    let gcfg = GeneratorConfig::test_tiny();
-    let extra = serde_json::json!({ "class_names": ["disc", "rectangle", "triangle", "ring"] });
-    save_module(&dir.join("generator"), "generator", &gcfg, &NvgGenerator::new(&gcfg, &dev), 0, extra).unwrap();
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nvg-studio"));
-    c.arg("--backend").arg("cpu");
-    c
+    tiny_model_dir(dir, 21);
 }
 
 fn settings() -> SamplerSettings {

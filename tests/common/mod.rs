@@ -57,3 +57,44 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// The `nvg-studio` binary on the CPU backend.
+pub fn bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nvg-studio"));
+    c.arg("--backend").arg("cpu");
+    c
+}
+
+/// Runs a command: (success, stdout, stderr).
+pub fn run(cmd: &mut std::process::Command) -> (bool, String, String) {
+    let out = cmd.output().expect("binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The one `error:` line of a failed command (asserts there is exactly one and no panic).
+pub fn one_error_line(stderr: &str) -> String {
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "exactly one error line expected: {stderr}");
+    lines[0].to_string()
+}
+
+/// A randomly initialised test-tiny model directory (tokenizer/ + generator/, 4 shape classes).
+pub fn tiny_model_dir(dir: &std::path::Path, seed: u64) {
+    use burn::tensor::Device;
+    use nvg_studio::model::checkpoint::save_module;
+    use nvg_studio::model::generator::{GeneratorConfig, NvgGenerator};
+    use nvg_studio::model::tokenizer_io::save_tokenizer;
+    use nvg_studio::model::{Tokenizer, TokenizerConfig};
+    let dev = Device::flex();
+    dev.seed(seed);
+    let tcfg = TokenizerConfig::test_tiny();
+    save_tokenizer(&dir.join("tokenizer"), &tcfg, &Tokenizer::new(&tcfg, &dev), 0, serde_json::Value::Null).unwrap();
+    let gcfg = GeneratorConfig::test_tiny();
+    let extra = serde_json::json!({ "class_names": ["disc", "rectangle", "triangle", "ring"] });
+    save_module(&dir.join("generator"), "generator", &gcfg, &NvgGenerator::new(&gcfg, &dev), 0, extra).unwrap();
+}
