@@ -1,35 +1,20 @@
 //! The command line as a user meets it: outputs written, bad input answered with one line
 //! naming the file and the problem, a non-zero exit code, and never a panic.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use burn::tensor::Device;
 use nvg_studio::granularity::GranularitySequence;
 use nvg_studio::model::tokenizer_io::save_tokenizer;
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nvg-studio"));
-    c.arg("--backend").arg("cpu");
-    c
-}
-
-/// Runs and returns (success, stdout, stderr).
-fn run(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd.output().expect("binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{bin, one_error_line, run};
 
 fn assert_clean_error(stderr: &str, needle: &str) {
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let err_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(err_lines.len(), 1, "exactly one error line expected: {stderr}");
-    assert!(err_lines[0].contains(needle), "error should name {needle}: {stderr}");
+    let line = one_error_line(stderr);
+    assert!(line.contains(needle), "error should name {needle}: {stderr}");
 }
 
 fn tiny_model(dir: &Path) -> TokenizerConfig {

@@ -1,6 +1,9 @@
 //! The bundled emoji dataset and its builder: the shipped sheet, the held-out split, the builder on a
 //! small committed fixture (bit for bit), bad sheets and label files, and the `dataset` commands.
 
+mod common;
+use common::run;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -342,23 +345,9 @@ fn bin() -> Command {
     c
 }
 
-fn run(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd.output().expect("binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn assert_clean_error(stderr: &str, needle: &str) {
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "exactly one error line expected: {stderr}");
-    assert!(
-        lines[0].contains(needle),
-        "error should name {needle}: {stderr}"
-    );
+    let line = common::one_error_line(stderr);
+    assert!(line.contains(needle), "error should name {needle}: {stderr}");
 }
 
 #[test]
