@@ -22,6 +22,7 @@ use nvg_studio::train::generator::{GeneratorTrainOptions, train_generator};
 use nvg_studio::train::{TokenizerTrainOptions, train_tokenizer};
 use nvg_studio::viz::{stage_strip, structure_map_image};
 
+
 /// Background that transparent images are composited on (white, as the emoji dataset uses).
 const BACKGROUND: [u8; 3] = [255, 255, 255];
 
@@ -34,7 +35,7 @@ const DEFAULT_TOKENIZER: &str = "assets/model/tokenizer";
 #[derive(Parser)]
 #[command(name = "nvg-studio", version, about = "Next Visual Granularity (NVG) generation: editor and tools",
     long_about = "nvg-studio turns images into NVG granularity sequences (a structure map and codes per stage) \
-and back. Without a subcommand it runs a short demo (the editor is not built yet).")]
+and back. Without a subcommand it opens the editor on the bundled model.")]
 struct Cli {
     /// Compute backend: auto (wgpu on a hardware GPU, else CPU), cpu, or wgpu.
     #[arg(long, global = true, default_value = "auto")]
@@ -45,6 +46,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Open the editor (what running without a subcommand does).
+    ///
+    /// Example: nvg-studio edit --project flamingo.ron
+    Edit {
+        #[command(flatten)]
+        args: EditArgs,
+    },
+    /// Encode the sample flamingo and generate a 'bird' on the command line, writing two PNGs.
+    ///
+    /// Example: nvg-studio demo
+    Demo,
     /// Encode an image into its granularity sequence and write a stage strip.
     ///
     /// Example: nvg-studio encode photo.png --strip strip.png --out seq.ron
@@ -280,6 +292,26 @@ enum Command {
     },
 }
 
+/// Options of the editor.
+#[derive(clap::Args, Default)]
+struct EditArgs {
+    /// Model directory (tokenizer/ + generator/); default: the bundled model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Project (.ron) to open.
+    #[arg(long)]
+    project: Option<PathBuf>,
+    /// Image to open as editable layers (encoded by the tokenizer).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Do not autosave the open project.
+    #[arg(long)]
+    no_autosave: bool,
+    /// Canvas renderer: wgpu (GPU shader) or glow (CPU compositing); auto tries wgpu, then glow.
+    #[arg(long, default_value = "auto")]
+    renderer: String,
+}
+
 #[derive(Subcommand)]
 enum DatasetCmd {
     /// Build the emoji sprite sheet and label file from the pinned npm packages (see README, "Data").
@@ -364,7 +396,9 @@ fn preset(name: &str) -> Result<TokenizerConfig> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => demo(cli.backend),
+        None => edit(cli.backend, EditArgs::default()),
+        Some(Command::Edit { args }) => edit(cli.backend, args),
+        Some(Command::Demo) => demo(cli.backend),
         Some(Command::Info { preset: p }) => info(cli.backend, p),
         Some(Command::Encode { image, model, reference_weights, preset: p, strip, out, json }) => {
             let b = pick_backend(cli.backend)?;
@@ -831,8 +865,54 @@ fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
         .with_context(|| format!("image {}: cannot write", path.display()))
 }
 
+/// The bundled model: `assets/model` under the working directory, else under the source tree
+/// this binary was built from (so `cargo run` works from any folder).
+fn default_model_dir() -> PathBuf {
+    let local = PathBuf::from(DEFAULT_MODEL);
+    if local.join("generator").is_dir() {
+        return local;
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL);
+    if built.join("generator").is_dir() { built } else { local }
+}
+
+fn edit(choice: BackendChoice, args: EditArgs) -> Result<()> {
+    let opts = nvg_studio::app::AppOptions {
+        model_dir: args.model.unwrap_or_else(default_model_dir),
+        backend: choice,
+        project: args.project,
+        image: args.image,
+        autosave: !args.no_autosave,
+    };
+    let title = "nvg-studio";
+    let native = |renderer| eframe::NativeOptions {
+        renderer,
+        viewport: eframe::egui::ViewportBuilder::default().with_inner_size([1280.0, 860.0]).with_title(title),
+        ..Default::default()
+    };
+    let start = |renderer, opts: nvg_studio::app::AppOptions| {
+        eframe::run_native(
+            title,
+            native(renderer),
+            Box::new(move |cc| Ok(Box::new(nvg_studio::app::NvgApp::from_creation_context(cc, opts)))),
+        )
+    };
+    match args.renderer.as_str() {
+        "wgpu" => start(eframe::Renderer::Wgpu, opts).map_err(|e| anyhow!("editor (wgpu renderer): {e}")),
+        "glow" => start(eframe::Renderer::Glow, opts).map_err(|e| anyhow!("editor (glow renderer): {e}")),
+        "auto" => match start(eframe::Renderer::Wgpu, opts.clone()) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // No wgpu adapter: the canvas falls back to CPU compositing on the glow renderer.
+                eprintln!("wgpu renderer unavailable ({e}); using glow with the CPU canvas");
+                start(eframe::Renderer::Glow, opts).map_err(|e| anyhow!("editor: no renderer could start ({e})"))
+            }
+        },
+        other => bail!("--renderer {other}: expected auto, wgpu or glow"),
+    }
+}
+
 fn demo(choice: BackendChoice) -> Result<()> {
-    eprintln!("nvg-studio: the editor is not built yet; running the command-line demo instead.");
     let b = pick_backend(choice)?;
     let model = Path::new(DEFAULT_MODEL);
     // 1. Encode a sample image into its stages with the bundled tokenizer.

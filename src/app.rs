@@ -1,0 +1,1520 @@
+//! The editor: wires the document ([`crate::document`]), the worker ([`crate::worker`]) and the
+//! panels ([`crate::ui`]). Panels emit [`Command`]s; [`NvgApp::command`] applies them through the
+//! [`Editor`] (undo/redo) and the app asks the worker for whatever became stale.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use image::RgbImage;
+
+use crate::backend::BackendChoice;
+use crate::document::{
+    self, Command, Editor, HistoryEntry, ModelInfo, Project, Recipe, State, UndoOutcome, autosave_path, run_spec,
+    run_spec_from,
+};
+use crate::granularity::GranularitySequence;
+use crate::ui::actions::{self, Action};
+use crate::ui::canvas::{CanvasLayers, CpuCanvas, paint_gpu_with_id};
+use crate::viz;
+use crate::worker::{Event, Request, Variation, WorkerHandle};
+
+/// How often the open project is autosaved when it changed.
+const AUTOSAVE_EVERY: Duration = Duration::from_secs(20);
+/// Most runs kept in the history panel.
+const HISTORY_LIMIT: usize = 60;
+
+/// Start-up options (from the command line).
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    /// Model directory (tokenizer/ + generator/).
+    pub model_dir: PathBuf,
+    /// Compute backend of the worker.
+    pub backend: BackendChoice,
+    /// Project to open.
+    pub project: Option<PathBuf>,
+    /// Image to open (encoded into layers).
+    pub image: Option<PathBuf>,
+    /// Autosave the open project.
+    pub autosave: bool,
+}
+
+/// Editing tools of the canvas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    /// Hover to inspect clusters.
+    Inspect,
+    /// Paint positions to child A or B of their parent (stage ≥ 1).
+    Brush,
+    /// Click a cluster: flip it to its sibling.
+    Fill,
+    /// Drag an ellipse: inside → child B, outside → child A, within the parent.
+    Ellipse,
+    /// Drag a rectangle: inside → child B, outside → child A, within the parent.
+    Rect,
+    /// Paint locks.
+    Lock,
+    /// Erase locks.
+    Unlock,
+    /// Paint the class map.
+    ClassBrush,
+}
+
+impl Tool {
+    const ALL: [Tool; 8] =
+        [Tool::Inspect, Tool::Brush, Tool::Fill, Tool::Ellipse, Tool::Rect, Tool::Lock, Tool::Unlock, Tool::ClassBrush];
+    fn label(self) -> &'static str {
+        match self {
+            Tool::Inspect => "Inspect",
+            Tool::Brush => "Structure brush",
+            Tool::Fill => "Flip cluster",
+            Tool::Ellipse => "Ellipse layout",
+            Tool::Rect => "Rectangle layout",
+            Tool::Lock => "Lock brush",
+            Tool::Unlock => "Unlock brush",
+            Tool::ClassBrush => "Class brush",
+        }
+    }
+    fn tooltip(self) -> &'static str {
+        match self {
+            Tool::Inspect => "Hover a cluster to see its id, size and code",
+            Tool::Brush => "Paint positions into child A or B of their parent; a stroke stays inside the parent it started in",
+            Tool::Fill => "Click a cluster to move it entirely into its sibling",
+            Tool::Ellipse => "Drag an ellipse: inside becomes child B, the rest of the parent child A (shape guidance)",
+            Tool::Rect => "Drag a rectangle: inside becomes child B, the rest of the parent child A (shape guidance)",
+            Tool::Lock => "Paint locks: locked positions keep structure and codes through reruns and strokes",
+            Tool::Unlock => "Erase locks",
+            Tool::ClassBrush => "Paint a class map: each cluster takes the class covering most of it",
+        }
+    }
+}
+
+/// A stroke being drawn.
+#[derive(Clone, Debug)]
+struct Stroke {
+    /// Parent cluster the stroke started in (structure brush).
+    parent: Option<u32>,
+    positions: Vec<usize>,
+    /// Start of a shape drag, in grid coordinates.
+    start: egui::Pos2,
+    end: egui::Pos2,
+}
+
+/// Where the left side of the compare view comes from.
+#[derive(Clone, Debug, PartialEq)]
+enum CompareSource {
+    Blueprint,
+    Stage(usize),
+    History(u64),
+}
+
+/// The run in flight.
+#[derive(Clone, Debug)]
+struct Running {
+    revision: u64,
+    stage: usize,
+    step: usize,
+    steps: usize,
+    started: Instant,
+}
+
+/// View state: never saved, never undone.
+struct View {
+    active_stage: usize,
+    tool: Tool,
+    child: u32,
+    brush_radius: f32,
+    overlay_opacity: f32,
+    boundaries: bool,
+    hovered_pos: Option<usize>,
+    stroke: Option<Stroke>,
+    class_query: String,
+    brush_class: usize,
+    variations_n: usize,
+    compare: bool,
+    compare_left: CompareSource,
+    compare_split: f32,
+    keep_upto: usize,
+}
+
+/// The editor application.
+pub struct NvgApp {
+    opts: AppOptions,
+    worker: WorkerHandle,
+    editor: Option<Editor>,
+    backend: String,
+    load_error: Option<String>,
+    project_path: Option<PathBuf>,
+    history: Vec<HistoryEntry>,
+    next_history_id: u64,
+    /// Decoded canvas per stage, for the current document.
+    stage_images: Vec<Option<RgbImage>>,
+    /// Revision the stage images belong to (stages before the stale one).
+    images_revision: u64,
+    /// Revision the worker was last asked to compute.
+    requested: u64,
+    running: Option<Running>,
+    variations: Option<(u64, usize, Vec<Variation>)>,
+    blueprint_images: Vec<RgbImage>,
+    textures: std::collections::HashMap<String, (u64, egui::TextureHandle)>,
+    view: View,
+    status: String,
+    error: Option<String>,
+    last_autosave: Instant,
+    autosave_dirty: bool,
+    cpu_canvas: CpuCanvas,
+    gpu_canvas: bool,
+    frame_times: std::collections::VecDeque<f32>,
+    last_run_ms: Option<u128>,
+    pending_open_image: Option<PathBuf>,
+}
+
+impl NvgApp {
+    /// Creates the app and starts the worker; `gpu_canvas` says whether the wgpu canvas path
+    /// is registered (see [`crate::ui::canvas::register`]).
+    pub fn new(ctx: &egui::Context, opts: AppOptions, gpu_canvas: bool) -> Self {
+        let c = ctx.clone();
+        let worker = WorkerHandle::spawn(opts.model_dir.clone(), opts.backend, Arc::new(move || c.request_repaint()));
+        let pending_open_image = opts.image.clone();
+        Self {
+            opts,
+            worker,
+            editor: None,
+            backend: String::new(),
+            load_error: None,
+            project_path: None,
+            history: vec![],
+            next_history_id: 1,
+            stage_images: vec![],
+            images_revision: 0,
+            requested: 0,
+            running: None,
+            variations: None,
+            blueprint_images: vec![],
+            textures: Default::default(),
+            view: View {
+                active_stage: 0,
+                tool: Tool::Brush,
+                child: 1,
+                brush_radius: 0.8,
+                overlay_opacity: 0.35,
+                boundaries: true,
+                hovered_pos: None,
+                stroke: None,
+                class_query: String::new(),
+                brush_class: 0,
+                variations_n: 4,
+                compare: false,
+                compare_left: CompareSource::Stage(0),
+                compare_split: 0.5,
+                keep_upto: 2,
+            },
+            status: "Loading the model…".into(),
+            error: None,
+            last_autosave: Instant::now(),
+            autosave_dirty: false,
+            cpu_canvas: CpuCanvas::new(),
+            gpu_canvas,
+            frame_times: Default::default(),
+            last_run_ms: None,
+            pending_open_image,
+        }
+    }
+
+    /// Creates the app from eframe's creation context (registers the GPU canvas when eframe
+    /// runs on wgpu).
+    pub fn from_creation_context(cc: &eframe::CreationContext<'_>, opts: AppOptions) -> Self {
+        let gpu = match cc.wgpu_render_state.as_ref() {
+            Some(rs) => {
+                crate::ui::canvas::register(rs);
+                true
+            }
+            None => false,
+        };
+        Self::new(&cc.egui_ctx, opts, gpu)
+    }
+
+    // ---------------------------------------------------------------- accessors (tests, scripts)
+
+    /// The open document (None until the model is loaded).
+    pub fn editor(&self) -> Option<&Editor> {
+        self.editor.as_ref()
+    }
+
+    /// Is a job running?
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Is the document fully generated and its stage images current?
+    pub fn is_idle(&self) -> bool {
+        self.running.is_none()
+            && self.editor.as_ref().is_some_and(|e| e.state().stale_from.is_none() && self.images_revision == e.revision())
+    }
+
+    /// Decoded canvas of a stage.
+    pub fn stage_image(&self, stage: usize) -> Option<&RgbImage> {
+        self.stage_images.get(stage).and_then(|i| i.as_ref())
+    }
+
+    /// Status-bar message.
+    pub fn status(&self) -> &str {
+        &self.status
+    }
+
+    /// Error shown in the UI, if any.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref().or(self.load_error.as_deref())
+    }
+
+    /// Run history.
+    pub fn history(&self) -> &[HistoryEntry] {
+        &self.history
+    }
+
+    /// Current variations strip.
+    pub fn variations(&self) -> Option<&[Variation]> {
+        self.variations.as_ref().map(|(_, _, v)| v.as_slice())
+    }
+
+    /// Project file of the open document.
+    pub fn project_path(&self) -> Option<&Path> {
+        self.project_path.as_deref()
+    }
+
+    /// Active stage.
+    pub fn active_stage(&self) -> usize {
+        self.view.active_stage
+    }
+
+    /// Sets the active stage.
+    pub fn set_active_stage(&mut self, stage: usize) {
+        let n = self.editor.as_ref().map_or(1, |e| e.model.num_stages);
+        self.view.active_stage = stage.min(n - 1);
+    }
+
+    // ------------------------------------------------------------------------ document edits
+
+    /// Applies a command to the document (with an undo point when it changed something).
+    pub fn command(&mut self, cmd: Command) {
+        let Some(ed) = self.editor.as_mut() else { return };
+        match ed.apply(&cmd) {
+            Ok(effect) => {
+                self.error = None;
+                if let Some(note) = effect.note {
+                    self.status = note;
+                } else if effect.changed {
+                    self.status = cmd.label();
+                }
+                if effect.changed {
+                    self.autosave_dirty = true;
+                    self.variations = None;
+                    if matches!(cmd, Command::UseAsBlueprint { .. }) {
+                        self.blueprint_images = self.stage_images.iter().flatten().cloned().collect();
+                    }
+                    if matches!(cmd, Command::Restore { .. } | Command::AcceptVariation { .. } | Command::SetSequence { .. }) {
+                        // Stage images must be decoded again for the restored sequence.
+                        self.images_revision = 0;
+                    } else if self.images_revision != 0 {
+                        self.images_revision = ed.revision();
+                    }
+                }
+            }
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    /// Undo.
+    pub fn undo(&mut self) {
+        if let Some(ed) = self.editor.as_mut() {
+            match ed.undo() {
+                UndoOutcome::Done(l) => {
+                    self.status = format!("undid {l}");
+                    self.images_revision = 0;
+                    self.autosave_dirty = true;
+                }
+                UndoOutcome::Nothing => self.status = "nothing to undo".into(),
+            }
+        }
+    }
+
+    /// Redo.
+    pub fn redo(&mut self) {
+        if let Some(ed) = self.editor.as_mut() {
+            match ed.redo() {
+                UndoOutcome::Done(l) => {
+                    self.status = format!("redid {l}");
+                    self.images_revision = 0;
+                    self.autosave_dirty = true;
+                }
+                UndoOutcome::Nothing => self.status = "nothing to redo".into(),
+            }
+        }
+    }
+
+    /// Stops the running job (Esc).
+    pub fn stop(&mut self) {
+        if self.running.is_some() {
+            self.worker.stop();
+            self.status = "stopping…".into();
+        }
+    }
+
+    /// Reruns from the first stale stage, or from the active stage's content when nothing is
+    /// stale (a fresh draw of the same recipe is identical, so this is a rerun check).
+    pub fn run(&mut self) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        let spec = run_spec(ed.state()).unwrap_or_else(|| run_spec_from(ed.state(), self.view.active_stage));
+        let revision = ed.revision();
+        self.requested = revision;
+        self.worker.send(Request::Run { revision, spec: Box::new(spec) });
+    }
+
+    /// New randomness for the active stage.
+    pub fn reroll_active_stage(&mut self) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        let stage = self.view.active_stage;
+        let seed = next_seed(ed.state().seed_of_stage(stage), stage);
+        self.command(Command::RerollStage { stage, seed });
+    }
+
+    /// Asks for N variations from the active stage.
+    pub fn request_variations(&mut self) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        if ed.state().sequence.is_none() {
+            self.error = Some("nothing generated yet".into());
+            return;
+        }
+        let stage = self.view.active_stage;
+        let mut spec = run_spec_from(ed.state(), stage);
+        spec.from_stage = stage;
+        let base = ed.state().seed_of_stage(stage);
+        let seeds: Vec<u64> = (1..=self.view.variations_n as u64).map(|i| next_seed(base ^ (i << 32), stage)).collect();
+        let revision = ed.revision();
+        self.requested = revision;
+        self.worker.send(Request::Variations { revision, spec: Box::new(spec), seeds });
+        self.status = format!("{} variations from stage {stage}…", self.view.variations_n);
+    }
+
+    /// Accepts variation `i` of the strip.
+    pub fn accept_variation(&mut self, i: usize) {
+        let Some((_, stage, v)) = self.variations.take() else { return };
+        if let Some(v) = v.into_iter().nth(i) {
+            self.command(Command::AcceptVariation { stage, seed: v.seed, sequence: v.sequence });
+        }
+    }
+
+    /// Keeps the current structure as a blueprint.
+    pub fn use_as_blueprint(&mut self) {
+        let source = self
+            .project_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| format!("run of revision {}", self.editor.as_ref().map_or(0, |e| e.revision())));
+        let keep = self.view.keep_upto;
+        self.command(Command::UseAsBlueprint { source, keep_structure_upto: keep });
+    }
+
+    /// Starts a new document on the loaded model.
+    pub fn new_document(&mut self) {
+        if let Some(ed) = self.editor.as_mut() {
+            let class = default_class(&ed.model);
+            let model = ed.model.clone();
+            ed.reset(model, State::new(class, 1));
+            self.project_path = None;
+            self.history.clear();
+            self.stage_images.clear();
+            self.images_revision = 0;
+            self.variations = None;
+            self.status = "new document".into();
+        }
+    }
+
+    /// Opens a project file; on error the current document is untouched and the message shown.
+    pub fn open_project(&mut self, path: &Path) -> Result<(), String> {
+        let Some(ed) = self.editor.as_mut() else { return Err("the model is not loaded yet".into()) };
+        let result = Project::load(path).map_err(|e| e.to_string()).and_then(|p| {
+            let note = p.check_model(path, &ed.model).map_err(|e| e.to_string())?;
+            Ok((p, note))
+        });
+        match result {
+            Ok((p, note)) => {
+                let model = ed.model.clone();
+                ed.reset(model, p.state);
+                self.next_history_id = p.history.iter().map(|h| h.id + 1).max().unwrap_or(1);
+                self.history = p.history;
+                self.project_path = Some(path.to_path_buf());
+                self.stage_images.clear();
+                self.images_revision = 0;
+                self.variations = None;
+                self.blueprint_images.clear();
+                self.error = None;
+                self.status = note.unwrap_or_else(|| format!("opened {}", path.display()));
+                Ok(())
+            }
+            Err(e) => {
+                self.error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Saves the project (atomic); on error the message is shown and nothing is lost.
+    pub fn save_project(&mut self, path: &Path) -> Result<(), String> {
+        let Some(ed) = self.editor.as_mut() else { return Err("nothing to save yet".into()) };
+        let p = Project::new(ed.model.clone(), ed.state().clone(), self.history.clone());
+        match p.save(path) {
+            Ok(()) => {
+                ed.dirty = false;
+                self.project_path = Some(path.to_path_buf());
+                self.status = format!("saved {}", path.display());
+                self.error = None;
+                let _ = std::fs::remove_file(autosave_path(Some(path)));
+                Ok(())
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.error = Some(msg.clone());
+                Err(msg)
+            }
+        }
+    }
+
+    /// Asks the worker to encode an image into layers.
+    pub fn open_image(&mut self, path: &Path) {
+        let revision = self.editor.as_ref().map_or(0, |e| e.revision());
+        self.worker.send(Request::Encode { revision, path: path.to_path_buf() });
+        self.status = format!("encoding {}…", path.display());
+    }
+
+    /// Writes a PNG (final image, a stage, or the strip) with the recipe in a text chunk.
+    pub fn export_png(&self, what: Export, path: &Path) -> Result<(), String> {
+        let ed = self.editor.as_ref().ok_or("nothing to export yet")?;
+        let n = ed.model.num_stages;
+        let (img, name) = match what {
+            Export::Final => (self.stage_image(n - 1).cloned(), "final".to_string()),
+            Export::Stage(s) => (self.stage_image(s).cloned(), format!("stage {s}")),
+            Export::Strip => {
+                let seq = ed.state().sequence.as_ref().ok_or("nothing generated yet")?;
+                let imgs: Option<Vec<RgbImage>> = (0..n).map(|s| self.stage_image(s).cloned()).collect();
+                let maps: Vec<Vec<u32>> = seq.stages.iter().map(|s| s.structure.clone()).collect();
+                (imgs.map(|i| viz::stage_strip(&i, &maps, ed.model.grid_size)), "stage strip".to_string())
+            }
+        };
+        let img = img.ok_or("that stage has not been generated yet")?;
+        let state = ed.state();
+        let recipe = Recipe {
+            format: "nvg-recipe".into(),
+            model: ed.model.name.clone(),
+            model_hash: ed.model.hash.clone(),
+            class: ed.model.class_names.get(state.class).cloned().unwrap_or_default(),
+            state: state.clone(),
+            image: name,
+        };
+        let text = ron::ser::to_string(&recipe).map_err(|e| e.to_string())?;
+        let bytes = png_with_text(&img, "nvg-recipe", &text).map_err(|e| format!("{}: {e}", path.display()))?;
+        document::write_atomic(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    // --------------------------------------------------------------------- worker events
+
+    /// Handles worker events and schedules runs; call once per frame (the UI does).
+    pub fn pump(&mut self) {
+        for ev in self.worker.poll() {
+            self.handle(ev);
+        }
+        self.schedule();
+        self.autosave();
+    }
+
+    fn current_revision(&self) -> u64 {
+        self.editor.as_ref().map_or(0, |e| e.revision())
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Loaded { info, backend, millis } => {
+                self.backend = backend;
+                let class = default_class(&info);
+                self.view.brush_class = class;
+                self.view.active_stage = info.num_stages - 1;
+                self.editor = Some(Editor::new(info.clone(), State::new(class, 1)));
+                self.status = format!(
+                    "model '{}' loaded in {millis} ms — try: paint stage 1 with the structure brush, pick another class, or open an image (Ctrl+I)",
+                    info.name
+                );
+                if let Some(p) = self.opts.project.clone() {
+                    let _ = self.open_project(&p);
+                } else if self.opts.autosave {
+                    let auto = autosave_path(None);
+                    if auto.exists() {
+                        if self.open_project(&auto).is_ok() {
+                            self.project_path = None;
+                            self.status = format!("recovered the autosaved untitled document ({})", auto.display());
+                        } else {
+                            self.error = None;
+                        }
+                    }
+                }
+                if let Some(img) = self.pending_open_image.take() {
+                    self.open_image(&img);
+                }
+            }
+            Event::LoadFailed { message } => {
+                self.status = "no model".into();
+                self.load_error = Some(message);
+            }
+            Event::Started { revision, from_stage } => {
+                if revision == self.current_revision() {
+                    self.running = Some(Running {
+                        revision,
+                        stage: from_stage,
+                        step: 0,
+                        steps: 0,
+                        started: Instant::now(),
+                    });
+                }
+            }
+            Event::Progress { revision, stage, step, steps } => {
+                if let Some(r) = self.running.as_mut().filter(|r| r.revision == revision) {
+                    r.stage = stage;
+                    r.step = step;
+                    r.steps = steps;
+                }
+            }
+            Event::Stage { revision, stage, structure, codes, image } => {
+                let Some(ed) = self.editor.as_mut() else { return };
+                match ed.accept_stage(revision, stage, &structure, &codes) {
+                    Ok(true) => {
+                        if self.stage_images.len() < ed.model.num_stages {
+                            self.stage_images.resize(ed.model.num_stages, None);
+                        }
+                        self.stage_images[stage] = Some(image);
+                        self.autosave_dirty = true;
+                        if let Some(r) = self.running.as_mut() {
+                            r.stage = stage + 1;
+                            r.step = 0;
+                        }
+                    }
+                    Ok(false) => {} // an older revision: dropped
+                    Err(e) => self.error = Some(format!("worker result rejected: {e}")),
+                }
+            }
+            Event::Finished { revision, sequence, millis } => {
+                if revision != self.current_revision() {
+                    return;
+                }
+                self.running = None;
+                self.last_run_ms = Some(millis);
+                self.images_revision = revision;
+                self.add_history(&sequence);
+                self.status = format!("done in {:.2} s", millis as f64 / 1000.0);
+            }
+            Event::Cancelled { revision } => {
+                if self.running.as_ref().is_some_and(|r| r.revision == revision) {
+                    self.running = None;
+                    if self.worker.want() == crate::worker::NOTHING {
+                        self.status = "stopped — stale stages are marked; Run continues from them".into();
+                    }
+                }
+            }
+            Event::Failed { revision, message } => {
+                if revision == self.current_revision() {
+                    self.running = None;
+                    self.error = Some(format!("run failed: {message}"));
+                }
+            }
+            Event::Rendered { revision, images } => {
+                if revision == self.current_revision() {
+                    self.stage_images = images.into_iter().map(Some).collect();
+                    self.images_revision = revision;
+                    if self.running.as_ref().is_some_and(|r| r.revision == revision && r.steps == 0 && r.step == 0) {
+                        self.running = None;
+                    }
+                }
+            }
+            Event::Variations { revision, stage, results } => {
+                if revision == self.current_revision() {
+                    self.running = None;
+                    self.status = format!("{} variations of stage {stage}: click one to accept it", results.len());
+                    self.variations = Some((revision, stage, results));
+                }
+            }
+            Event::Encoded { path, sequence, images, note, .. } => {
+                let Some(ed) = self.editor.as_mut() else { return };
+                match ed.apply(&Command::SetSequence { sequence }) {
+                    Ok(_) => {
+                        self.stage_images = images.iter().cloned().map(Some).collect();
+                        self.images_revision = ed.revision();
+                        self.blueprint_images = images;
+                        self.status = note.unwrap_or_else(|| format!("encoded {} into {} stages", path.display(), ed.model.num_stages));
+                        self.error = None;
+                        let source = path.display().to_string();
+                        let keep = self.view.keep_upto;
+                        // An opened image is a ready blueprint: picking a class repaints it.
+                        self.command(Command::UseAsBlueprint { source, keep_structure_upto: keep });
+                        self.blueprint_images = self.stage_images.iter().flatten().cloned().collect();
+                    }
+                    Err(e) => self.error = Some(format!("{}: {e}", path.display())),
+                }
+            }
+            Event::EncodeFailed { message } => {
+                self.error = Some(message);
+            }
+        }
+    }
+
+    fn add_history(&mut self, sequence: &GranularitySequence) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        let Some(img) = self.stage_images.last().and_then(|i| i.clone()) else { return };
+        let state = ed.state().clone();
+        if state.sequence.as_ref() != Some(sequence) {
+            return;
+        }
+        if self.history.last().is_some_and(|h| h.state == state) {
+            return;
+        }
+        let id = self.next_history_id;
+        self.next_history_id += 1;
+        let label = format!(
+            "#{id} · {} · seed {}",
+            ed.model.class_names.get(state.class).map(String::as_str).unwrap_or("?"),
+            state.seed
+        );
+        self.history.push(HistoryEntry::new(id, label, state, img.width(), img.as_raw()));
+        if self.history.len() > HISTORY_LIMIT {
+            self.history.remove(0);
+        }
+    }
+
+    /// Sends the run that brings the document up to date, once per revision.
+    fn schedule(&mut self) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        let revision = ed.revision();
+        if self.requested == revision {
+            return;
+        }
+        self.requested = revision;
+        self.running = None;
+        if self.images_revision != revision {
+            if let Some(seq) = ed.state().sequence.clone() {
+                self.worker.send(Request::Render { revision, sequence: Box::new(seq) });
+                self.running = Some(Running {
+                    revision,
+                    stage: 0,
+                    step: 0,
+                    steps: 0,
+                    started: Instant::now(),
+                });
+            }
+        }
+        if let Some(spec) = run_spec(ed.state()) {
+            self.worker.send(Request::Run { revision, spec: Box::new(spec) });
+            self.running = Some(Running {
+                revision,
+                stage: ed.state().stale_from.unwrap_or(0),
+                step: 0,
+                steps: 0,
+                started: Instant::now(),
+            });
+        } else if self.images_revision != revision && ed.state().sequence.is_none() {
+            self.images_revision = revision;
+        }
+    }
+
+    fn autosave(&mut self) {
+        if !self.opts.autosave || !self.autosave_dirty || self.last_autosave.elapsed() < AUTOSAVE_EVERY {
+            return;
+        }
+        self.write_autosave();
+    }
+
+    /// Writes the autosave file now (also on exit).
+    pub fn write_autosave(&mut self) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        if !self.opts.autosave {
+            return;
+        }
+        let path = autosave_path(self.project_path.as_deref());
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let p = Project::new(ed.model.clone(), ed.state().clone(), self.history.clone());
+        match p.save(&path) {
+            Ok(()) => self.autosave_dirty = false,
+            Err(e) => self.status = format!("autosave failed: {e}"),
+        }
+        self.last_autosave = Instant::now();
+    }
+
+    // ------------------------------------------------------------------------------- UI
+
+    fn do_action(&mut self, a: Action) {
+        match a {
+            Action::New => self.new_document(),
+            Action::Open => {
+                if let Some(p) = rfd::FileDialog::new().add_filter("nvg-studio project", &["ron"]).pick_file() {
+                    let _ = self.open_project(&p);
+                }
+            }
+            Action::OpenImage => {
+                if let Some(p) = rfd::FileDialog::new()
+                    .add_filter("image", &["png", "jpg", "jpeg", "bmp", "gif", "webp"])
+                    .pick_file()
+                {
+                    self.open_image(&p);
+                }
+            }
+            Action::Save => match self.project_path.clone() {
+                Some(p) => {
+                    let _ = self.save_project(&p);
+                }
+                None => self.do_action(Action::SaveAs),
+            },
+            Action::SaveAs => {
+                if let Some(p) = rfd::FileDialog::new().add_filter("nvg-studio project", &["ron"]).set_file_name("untitled.ron").save_file() {
+                    let _ = self.save_project(&p);
+                }
+            }
+            Action::ExportFinal | Action::ExportStage | Action::ExportStrip => {
+                let what = match a {
+                    Action::ExportFinal => Export::Final,
+                    Action::ExportStage => Export::Stage(self.view.active_stage),
+                    _ => Export::Strip,
+                };
+                if let Some(p) = rfd::FileDialog::new().add_filter("PNG", &["png"]).set_file_name("nvg.png").save_file() {
+                    match self.export_png(what, &p) {
+                        Ok(()) => self.status = format!("exported {}", p.display()),
+                        Err(e) => self.error = Some(e),
+                    }
+                }
+            }
+            Action::Undo => self.undo(),
+            Action::Redo => self.redo(),
+            Action::Run => self.run(),
+            Action::Stop => self.stop(),
+            Action::RerollStage => self.reroll_active_stage(),
+            Action::Variations => self.request_variations(),
+            Action::UseAsBlueprint => self.use_as_blueprint(),
+            Action::ToggleCompare => self.view.compare = !self.view.compare,
+            Action::StageUp => self.set_active_stage(self.view.active_stage.saturating_sub(1)),
+            Action::StageDown => self.set_active_stage(self.view.active_stage + 1),
+        }
+    }
+
+    fn action_button(&mut self, ui: &mut egui::Ui, a: Action, enabled: bool) {
+        let info = actions::info(a);
+        let mut text = info.label.to_string();
+        if let Some(sc) = &info.shortcut {
+            text = format!("{text}  ({})", ui.ctx().format_shortcut(sc));
+        }
+        if ui.add_enabled(enabled, egui::Button::new(text)).on_hover_text(info.tooltip).clicked() {
+            self.do_action(a);
+        }
+    }
+
+    fn texture(&mut self, ctx: &egui::Context, key: &str, version: u64, img: &RgbImage) -> egui::TextureHandle {
+        if let Some((v, t)) = self.textures.get(key) {
+            if *v == version {
+                return t.clone();
+            }
+        }
+        let ci = egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw());
+        let t = ctx.load_texture(key, ci, egui::TextureOptions::NEAREST);
+        self.textures.insert(key.to_string(), (version, t.clone()));
+        t
+    }
+
+    fn menu_bar(&mut self, ui: &mut egui::Ui) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                for a in [Action::New, Action::Open, Action::OpenImage, Action::Save, Action::SaveAs, Action::ExportFinal, Action::ExportStage, Action::ExportStrip] {
+                    self.action_button(ui, a, self.editor.is_some());
+                }
+            });
+            ui.menu_button("Edit", |ui| {
+                let (u, r) = self.editor.as_ref().map_or((false, false), |e| (e.undo_len() > 0, e.redo_len() > 0));
+                self.action_button(ui, Action::Undo, u);
+                self.action_button(ui, Action::Redo, r);
+                self.action_button(ui, Action::UseAsBlueprint, self.editor.as_ref().is_some_and(|e| e.state().sequence.is_some()));
+            });
+            ui.menu_button("Run", |ui| {
+                self.action_button(ui, Action::Run, self.editor.is_some());
+                self.action_button(ui, Action::Stop, self.running.is_some());
+                self.action_button(ui, Action::RerollStage, self.editor.is_some());
+                self.action_button(ui, Action::Variations, self.editor.is_some());
+            });
+            ui.menu_button("View", |ui| {
+                self.action_button(ui, Action::ToggleCompare, true);
+                self.action_button(ui, Action::StageUp, true);
+                self.action_button(ui, Action::StageDown, true);
+            });
+            ui.separator();
+            let undo_enabled = self.editor.as_ref().is_some_and(|e| e.undo_len() > 0);
+            let redo_enabled = self.editor.as_ref().is_some_and(|e| e.redo_len() > 0);
+            if ui.add_enabled(undo_enabled, egui::Button::new("Undo")).on_hover_text(actions::info(Action::Undo).tooltip).clicked() {
+                self.undo();
+            }
+            if ui.add_enabled(redo_enabled, egui::Button::new("Redo")).on_hover_text(actions::info(Action::Redo).tooltip).clicked() {
+                self.redo();
+            }
+            if self.running.is_some() {
+                if ui.button("Stop").on_hover_text(actions::info(Action::Stop).tooltip).clicked() {
+                    self.stop();
+                }
+            } else if ui.add_enabled(self.editor.is_some(), egui::Button::new("Run")).on_hover_text(actions::info(Action::Run).tooltip).clicked() {
+                self.run();
+            }
+        });
+    }
+
+    fn stage_strip(&mut self, ui: &mut egui::Ui) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        let n = ed.model.num_stages;
+        let side = ed.model.grid_size;
+        let revision = ed.revision();
+        let state = ed.state().clone();
+        let running = self.running.clone();
+        egui::ScrollArea::horizontal().show(ui, |ui| {
+            ui.horizontal(|ui| {
+                for s in 0..n {
+                    let active = s == self.view.active_stage;
+                    let stale = state.is_stale(s);
+                    let frame = egui::Frame::group(ui.style()).fill(if active {
+                        ui.visuals().selection.bg_fill.linear_multiply(0.4)
+                    } else {
+                        ui.visuals().panel_fill
+                    });
+                    frame.show(ui, |ui| {
+                        ui.vertical(|ui| {
+                            let label = format!("stage {s} · {} clusters", 1usize << s);
+                            if ui.selectable_label(active, label).on_hover_text("Activate this stage").clicked() {
+                                self.view.active_stage = s;
+                            }
+                            let thumb = egui::vec2(72.0, 72.0);
+                            ui.horizontal(|ui| {
+                                match self.stage_images.get(s).and_then(|i| i.clone()) {
+                                    Some(img) => {
+                                        let t = self.texture(ui.ctx(), &format!("stage-img-{s}"), hash_img(&img), &img);
+                                        let r = ui.add(egui::Image::new((t.id(), thumb)).tint(if stale {
+                                            egui::Color32::from_gray(110)
+                                        } else {
+                                            egui::Color32::WHITE
+                                        }).sense(egui::Sense::click()));
+                                        if r.on_hover_text(format!("decoded canvas after stage {s}")).clicked() {
+                                            self.view.active_stage = s;
+                                        }
+                                    }
+                                    None => {
+                                        ui.allocate_exact_size(thumb, egui::Sense::hover());
+                                    }
+                                }
+                                if let Some(seq) = &state.sequence {
+                                    let map = viz::structure_map_image(&seq.stages[s].structure, side, s, 4);
+                                    let t = self.texture(ui.ctx(), &format!("stage-map-{s}"), hash_img(&map), &map);
+                                    ui.add(egui::Image::new((t.id(), thumb))).on_hover_text(format!("structure map of stage {s}"));
+                                }
+                            });
+                            match &running {
+                                Some(r) if r.revision == revision && r.stage == s => {
+                                    let frac = if r.steps > 0 { r.step as f32 / r.steps as f32 } else { 0.0 };
+                                    ui.add(egui::ProgressBar::new(frac).desired_width(148.0).text("running"));
+                                }
+                                _ if stale => {
+                                    ui.colored_label(egui::Color32::from_rgb(220, 160, 60), "stale");
+                                }
+                                _ if self.stage_images.get(s).is_some_and(|i| i.is_some()) => {
+                                    ui.label(format!("done · seed {}", state.seed_of_stage(s)));
+                                }
+                                _ => {
+                                    ui.label("—");
+                                }
+                            }
+                        });
+                    });
+                }
+            });
+        });
+        let _ = revision;
+    }
+
+    fn tools_panel(&mut self, ui: &mut egui::Ui) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        let model = ed.model.clone();
+        let state = ed.state().clone();
+        let stage = self.view.active_stage;
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            ui.heading("Tools");
+            for t in Tool::ALL {
+                if ui.selectable_label(self.view.tool == t, t.label()).on_hover_text(t.tooltip()).clicked() {
+                    self.view.tool = t;
+                }
+            }
+            ui.horizontal(|ui| {
+                ui.label("Child:");
+                ui.selectable_value(&mut self.view.child, 0, "A").on_hover_text("Paint into child A (the even label 2p)");
+                ui.selectable_value(&mut self.view.child, 1, "B").on_hover_text("Paint into child B (the odd label 2p + 1)");
+            });
+            ui.add(egui::Slider::new(&mut self.view.brush_radius, 0.5..=4.0).text("brush size (cells)"));
+            ui.add(egui::Slider::new(&mut self.view.overlay_opacity, 0.0..=1.0).text("structure overlay"));
+            ui.checkbox(&mut self.view.boundaries, "cluster boundaries");
+            ui.separator();
+
+            ui.heading("Class");
+            let current = model.class_names.get(state.class).cloned().unwrap_or_default();
+            ui.label(format!("whole image: {current}"));
+            ui.add(egui::TextEdit::singleline(&mut self.view.class_query).hint_text("search classes…"));
+            let q = self.view.class_query.to_lowercase();
+            let mut picked = None;
+            egui::ScrollArea::vertical().id_salt("classes").max_height(140.0).show(ui, |ui| {
+                for (i, name) in model.class_names.iter().enumerate() {
+                    if !q.is_empty() && !name.to_lowercase().contains(&q) {
+                        continue;
+                    }
+                    let r = ui.selectable_label(state.class == i && state.class_map.is_none(), format!("{i} · {name}"));
+                    if r.clicked() {
+                        picked = Some(i);
+                    }
+                    if r.secondary_clicked() {
+                        self.view.brush_class = i;
+                    }
+                }
+            });
+            if let Some(i) = picked {
+                self.view.brush_class = i;
+                self.command(Command::SetClass { class: i });
+            }
+            ui.label(format!("class brush paints: {}", model.class_names.get(self.view.brush_class).cloned().unwrap_or_default()))
+                .on_hover_text("Right-click a class in the list to choose it for the class brush");
+            if let Some(map) = &state.class_map {
+                ui.label("Class map legend:");
+                let mut present: Vec<usize> = map.clone();
+                present.sort_unstable();
+                present.dedup();
+                for c in present {
+                    ui.horizontal(|ui| {
+                        let (r, _) = ui.allocate_exact_size(egui::vec2(14.0, 14.0), egui::Sense::hover());
+                        let [cr, cg, cb] = class_colour(c);
+                        ui.painter().rect_filled(r, 2.0, egui::Color32::from_rgb(cr, cg, cb));
+                        ui.label(model.class_names.get(c).cloned().unwrap_or_default());
+                    });
+                }
+                if ui.button("Clear class map").clicked() {
+                    self.command(Command::ClearClassMap);
+                }
+            }
+            ui.separator();
+
+            ui.heading("Seed");
+            let mut seed = state.seed;
+            ui.horizontal(|ui| {
+                let r = ui.add(egui::DragValue::new(&mut seed).speed(1.0)).on_hover_text("Base seed (reruns everything)");
+                if r.changed() && !r.dragged() || r.drag_stopped() {
+                    self.command(Command::SetSeed { seed });
+                }
+                if ui.button("New seed").on_hover_text("A new base seed").clicked() {
+                    self.command(Command::SetSeed { seed: next_seed(state.seed, 999) });
+                }
+            });
+            ui.label(format!("stage {stage} seed: {}", state.seed_of_stage(stage)));
+            self.action_button(ui, Action::RerollStage, true);
+            ui.horizontal(|ui| {
+                ui.add(egui::DragValue::new(&mut self.view.variations_n).range(2..=8)).on_hover_text("How many variations");
+                self.action_button(ui, Action::Variations, state.sequence.is_some());
+            });
+            ui.separator();
+
+            ui.heading("Lock");
+            match &state.lock {
+                Some(l) => ui.label(format!("{} positions locked from stage {}", l.mask.iter().filter(|&&m| m).count(), l.from_stage)),
+                None => ui.label("nothing locked"),
+            };
+            ui.horizontal(|ui| {
+                if ui.button(format!("Lock stage {stage}")).on_hover_text("Protect structure and codes of every position from this stage on").clicked() {
+                    self.command(Command::LockStage { stage });
+                }
+                if ui.add_enabled(state.lock.is_some(), egui::Button::new("Clear locks")).clicked() {
+                    self.command(Command::ClearLock);
+                }
+            });
+            ui.separator();
+
+            ui.heading("Blueprint");
+            match &state.blueprint {
+                Some(bp) => {
+                    ui.label(format!("from {}", bp.source));
+                    let mut m = bp.keep_structure_upto;
+                    let r = ui.add(egui::Slider::new(&mut m, 0..=model.num_stages - 1).text("keep structure up to stage"));
+                    if r.drag_stopped() || (r.changed() && !r.dragged()) {
+                        self.view.keep_upto = m;
+                        self.command(Command::SetBlueprintKeep { keep_structure_upto: m });
+                    }
+                    if ui.button("Clear blueprint").clicked() {
+                        self.command(Command::ClearBlueprint);
+                    }
+                }
+                None => {
+                    ui.add(egui::Slider::new(&mut self.view.keep_upto, 1..=model.num_stages - 1).text("keep structure up to stage"));
+                    self.action_button(ui, Action::UseAsBlueprint, state.sequence.is_some());
+                }
+            }
+            ui.separator();
+
+            egui::CollapsingHeader::new("Sampler settings").show(ui, |ui| {
+                let mut s = state.settings.clone();
+                let mut release = false;
+                let mut sched = |ui: &mut egui::Ui, v: &mut Option<document::Schedule>, name: &str, max: f32| {
+                    let mut on = v.is_some();
+                    ui.checkbox(&mut on, name);
+                    if on != v.is_some() {
+                        *v = on.then_some(document::Schedule { start: 1.0, end: max / 2.0 });
+                        release = true;
+                    }
+                    if let Some(x) = v.as_mut() {
+                        let r = ui.add(egui::Slider::new(&mut x.end, 0.0..=max).text("at last stage"));
+                        release |= r.drag_stopped() || (r.changed() && !r.dragged());
+                    }
+                };
+                sched(ui, &mut s.content_cfg, "content guidance", 8.0);
+                sched(ui, &mut s.structure_cfg, "structure guidance", 8.0);
+                sched(ui, &mut s.top_p, "top-p", 1.0);
+                let r = ui.add(egui::Slider::new(&mut s.temperature, 0.1..=2.0).text("temperature"));
+                release |= r.drag_stopped() || (r.changed() && !r.dragged());
+                let r = ui.add(egui::Slider::new(&mut s.flow_steps, 1..=50).text("flow steps"));
+                release |= r.drag_stopped() || (r.changed() && !r.dragged());
+                release |= ui.checkbox(&mut s.gumbel, "Gumbel split").changed();
+                if release && s != state.settings {
+                    self.command(Command::SetSettings(s));
+                }
+            });
+        });
+    }
+
+    fn side_panel(&mut self, ui: &mut egui::Ui) {
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            if let Some((_, stage, vars)) = self.variations.clone() {
+                ui.heading(format!("Variations of stage {stage}"));
+                let mut accept = None;
+                for (i, v) in vars.iter().enumerate() {
+                    let t = self.texture(ui.ctx(), &format!("var-{i}"), hash_img(&v.image), &v.image);
+                    let r = ui.add(egui::Button::image_and_text((t.id(), egui::vec2(56.0, 56.0)), format!("seed {}", v.seed)));
+                    if r.on_hover_text("Accept this variation (undoable)").clicked() {
+                        accept = Some(i);
+                    }
+                }
+                if let Some(i) = accept {
+                    self.accept_variation(i);
+                }
+                if ui.button("Discard variations").clicked() {
+                    self.variations = None;
+                }
+                ui.separator();
+            }
+            ui.heading("History");
+            let mut restore = None;
+            let entries: Vec<HistoryEntry> = self.history.iter().rev().cloned().collect();
+            for h in entries {
+                ui.horizontal(|ui| {
+                    if let Some(rgb) = h.thumbnail() {
+                        if let Some(img) = RgbImage::from_raw(h.thumbnail_side, h.thumbnail_side, rgb) {
+                            let t = self.texture(ui.ctx(), &format!("hist-{}", h.id), h.id, &img);
+                            ui.image((t.id(), egui::vec2(40.0, 40.0)));
+                        }
+                    }
+                    ui.vertical(|ui| {
+                        ui.label(&h.label);
+                        ui.horizontal(|ui| {
+                            if ui.small_button("restore").on_hover_text("Go back to this result (undoable)").clicked() {
+                                restore = Some(h.state.clone());
+                            }
+                            if ui.small_button("compare").on_hover_text("Show it on the left of the A/B view").clicked() {
+                                self.view.compare = true;
+                                self.view.compare_left = CompareSource::History(h.id);
+                            }
+                        });
+                    });
+                });
+            }
+            if let Some(s) = restore {
+                self.command(Command::Restore { state: Box::new(s) });
+            }
+        });
+    }
+
+    fn status_bar(&mut self, ui: &mut egui::Ui, frame_ms: f32) {
+        ui.horizontal(|ui| {
+            let canvas = if self.gpu_canvas { "canvas: GPU shader (wgpu)" } else { "canvas: CPU compositing" };
+            ui.label(canvas);
+            ui.separator();
+            ui.label(format!("model: {}", if self.backend.is_empty() { "loading…" } else { &self.backend }));
+            ui.separator();
+            match &self.running {
+                Some(r) => {
+                    ui.spinner();
+                    ui.label(format!("running stage {} ({:.1} s)", r.stage, r.started.elapsed().as_secs_f32()));
+                }
+                None => {
+                    if let Some(ms) = self.last_run_ms {
+                        ui.label(format!("last run {:.2} s", ms as f64 / 1000.0));
+                    }
+                }
+            }
+            ui.separator();
+            ui.label(format!("{:.0} fps", if frame_ms > 0.0 { 1000.0 / frame_ms } else { 0.0 }));
+            if let Some(ed) = &self.editor {
+                ui.separator();
+                ui.label(format!("rev {}{}", ed.revision(), if ed.dirty { " · unsaved" } else { "" }));
+            }
+            ui.separator();
+            match self.error() {
+                Some(e) => {
+                    ui.colored_label(egui::Color32::from_rgb(230, 90, 80), format!("Error: {e}"));
+                }
+                None => {
+                    ui.label(&self.status);
+                }
+            }
+        });
+    }
+
+    fn canvas(&mut self, ui: &mut egui::Ui) {
+        let Some(ed) = self.editor.as_ref() else {
+            ui.centered_and_justified(|ui| match &self.load_error {
+                Some(e) => {
+                    ui.colored_label(egui::Color32::from_rgb(230, 90, 80), format!("The model could not be loaded.\n{e}"));
+                }
+                None => {
+                    ui.vertical_centered(|ui| {
+                        ui.spinner();
+                        ui.label("Loading the bundled model (warm-up)…");
+                    });
+                }
+            });
+            return;
+        };
+        let model = ed.model.clone();
+        let state = ed.state().clone();
+        let stage = self.view.active_stage.min(model.num_stages - 1);
+        let side = model.grid_size;
+        let l = side * side;
+        let avail = ui.available_size();
+        let size = (avail.x.min(avail.y) - 8.0).max(64.0);
+
+        if self.view.compare {
+            self.compare_view(ui, size, &state, &model);
+            return;
+        }
+        let (rect, response) = ui.allocate_exact_size(egui::vec2(size, size), egui::Sense::click_and_drag());
+        let response = response.on_hover_cursor(egui::CursorIcon::Crosshair);
+        let labels: Vec<u32> = state.sequence.as_ref().map(|s| s.stages[stage].structure.clone()).unwrap_or_else(|| vec![0; l]);
+        let lock: Vec<bool> = (0..l).map(|p| state.is_locked(stage, p)).collect();
+
+        // Pointer → grid position.
+        let to_grid = |pos: egui::Pos2| -> egui::Pos2 {
+            egui::pos2((pos.x - rect.min.x) / rect.width() * side as f32, (pos.y - rect.min.y) / rect.height() * side as f32)
+        };
+        let pos_of = |g: egui::Pos2| -> Option<usize> {
+            (g.x >= 0.0 && g.y >= 0.0 && g.x < side as f32 && g.y < side as f32).then(|| g.y as usize * side + g.x as usize)
+        };
+        self.view.hovered_pos = response.hover_pos().and_then(|p| pos_of(to_grid(p)));
+
+        // Strokes: one command per stroke, on release.
+        if let Some(p) = response.interact_pointer_pos() {
+            let g = to_grid(p);
+            if response.drag_started() || (response.is_pointer_button_down_on() && self.view.stroke.is_none()) {
+                let parent = pos_of(g).and_then(|q| {
+                    (stage >= 1).then(|| state.sequence.as_ref().map(|s| s.stages[stage - 1].structure[q])).flatten()
+                });
+                self.view.stroke = Some(Stroke { parent, positions: vec![], start: g, end: g });
+            }
+            if let Some(st) = self.view.stroke.as_mut() {
+                st.end = g;
+                if matches!(self.view.tool, Tool::Brush | Tool::Lock | Tool::Unlock | Tool::ClassBrush) {
+                    let r = self.view.brush_radius;
+                    for y in 0..side {
+                        for x in 0..side {
+                            let (dx, dy) = (x as f32 + 0.5 - g.x, y as f32 + 0.5 - g.y);
+                            if dx * dx + dy * dy <= r * r {
+                                let q = y * side + x;
+                                if !st.positions.contains(&q) {
+                                    st.positions.push(q);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let released = response.drag_stopped() || response.clicked() || (!ui.input(|i| i.pointer.any_down()) && self.view.stroke.is_some());
+        if released {
+            if let Some(st) = self.view.stroke.take() {
+                self.finish_stroke(st, stage, &state, &model);
+            }
+        }
+
+        let pending: Vec<bool> = {
+            let mut v = vec![false; l];
+            if let Some(st) = &self.view.stroke {
+                for &q in &shape_or_brush(st, self.view.tool, side) {
+                    v[q] = true;
+                }
+            }
+            v
+        };
+        let tint: Option<Vec<[u8; 3]>> = (self.view.tool == Tool::ClassBrush)
+            .then(|| (0..l).map(|p| class_colour(state.class_map.as_ref().map_or(state.class, |m| m[p]))).collect());
+        let hovered = self.view.hovered_pos.map(|p| labels[p]);
+        let img = self
+            .stage_image(stage)
+            .cloned()
+            .unwrap_or_else(|| RgbImage::from_pixel(model.image_size as u32, model.image_size as u32, image::Rgb([40, 40, 40])));
+        let (img_bytes, img_side) = (img.as_raw().as_slice(), img.width() as usize);
+        let layers = CanvasLayers {
+            image: img_bytes,
+            image_side: img_side,
+            labels: &labels,
+            grid_side: side,
+            stage,
+            lock: &lock,
+            pending: &pending,
+            class_tint: tint.as_deref(),
+            hovered,
+            overlay_opacity: self.view.overlay_opacity,
+            boundaries: self.view.boundaries,
+        };
+        if self.gpu_canvas {
+            paint_gpu_with_id(ui, ui.scope_id().with("main-canvas"), rect, &layers);
+        } else {
+            self.cpu_canvas.show(ui, rect, &layers);
+        }
+        if let (Some(p), Some(seq)) = (self.view.hovered_pos, state.sequence.as_ref()) {
+            let label = labels[p];
+            let size_c = labels.iter().filter(|&&x| x == label).count();
+            let code = seq.stages[stage].codes.get(label as usize).copied().unwrap_or(0);
+            let locked = if lock[p] { " · locked" } else { "" };
+            response.on_hover_text_at_pointer(format!("stage {stage} · cluster {label} · {size_c} positions · code {code}{locked}"));
+        }
+    }
+
+    fn finish_stroke(&mut self, st: Stroke, stage: usize, state: &State, model: &ModelInfo) {
+        let side = model.grid_size;
+        let positions = shape_or_brush(&st, self.view.tool, side);
+        let g = st.end;
+        let at = (g.x >= 0.0 && g.y >= 0.0 && g.x < side as f32 && g.y < side as f32).then(|| g.y as usize * side + g.x as usize);
+        match self.view.tool {
+            Tool::Inspect => {}
+            Tool::Brush => {
+                if stage == 0 {
+                    self.error = Some("stage 0 has one cluster: paint structure at stage 1 or finer".into());
+                    return;
+                }
+                self.command(Command::PaintStructure { stage, parent: st.parent, positions, child: self.view.child });
+            }
+            Tool::Fill => {
+                if stage == 0 {
+                    self.error = Some("stage 0 has one cluster: flip clusters at stage 1 or finer".into());
+                    return;
+                }
+                if let (Some(p), Some(seq)) = (at, state.sequence.as_ref()) {
+                    let cluster = seq.stages[stage].structure[p];
+                    self.command(Command::FillCluster { stage, cluster, fill: document::Fill::Flip });
+                }
+            }
+            Tool::Ellipse | Tool::Rect => {
+                if stage == 0 {
+                    self.error = Some("draw layouts at stage 1 (or inside a cluster at a finer stage)".into());
+                    return;
+                }
+                self.command(Command::PaintLayout { stage, parent: st.parent, inside: positions });
+            }
+            Tool::Lock | Tool::Unlock => {
+                self.command(Command::SetLock { from_stage: stage, positions, locked: self.view.tool == Tool::Lock });
+            }
+            Tool::ClassBrush => {
+                self.command(Command::PaintClass { positions, class: self.view.brush_class });
+            }
+        }
+    }
+
+    fn compare_view(&mut self, ui: &mut egui::Ui, size: f32, state: &State, model: &ModelInfo) {
+        let n = model.num_stages;
+        ui.horizontal(|ui| {
+            ui.label("A:");
+            egui::ComboBox::from_id_salt("compare-left")
+                .selected_text(match &self.view.compare_left {
+                    CompareSource::Blueprint => "blueprint reference".to_string(),
+                    CompareSource::Stage(s) => format!("stage {s}"),
+                    CompareSource::History(id) => format!("history #{id}"),
+                })
+                .show_ui(ui, |ui| {
+                    if state.blueprint.is_some() {
+                        ui.selectable_value(&mut self.view.compare_left, CompareSource::Blueprint, "blueprint reference");
+                    }
+                    for s in 0..n {
+                        ui.selectable_value(&mut self.view.compare_left, CompareSource::Stage(s), format!("stage {s}"));
+                    }
+                    for h in &self.history {
+                        ui.selectable_value(&mut self.view.compare_left, CompareSource::History(h.id), h.label.clone());
+                    }
+                });
+            ui.label(format!("B: stage {} (active)", self.view.active_stage));
+            ui.add(egui::Slider::new(&mut self.view.compare_split, 0.0..=1.0).text("split"));
+            if ui.button("Close compare").clicked() {
+                self.view.compare = false;
+            }
+        });
+        let left: Option<RgbImage> = match &self.view.compare_left {
+            CompareSource::Blueprint => self.blueprint_images.last().cloned(),
+            CompareSource::Stage(s) => self.stage_image(*s).cloned(),
+            CompareSource::History(id) => self
+                .history
+                .iter()
+                .find(|h| h.id == *id)
+                .and_then(|h| h.thumbnail().and_then(|rgb| RgbImage::from_raw(h.thumbnail_side, h.thumbnail_side, rgb))),
+        };
+        let right = self.stage_image(self.view.active_stage).cloned();
+        let size = size - 30.0;
+        let (rect, resp) = ui.allocate_exact_size(egui::vec2(size, size), egui::Sense::click_and_drag());
+        if let Some(p) = resp.interact_pointer_pos() {
+            self.view.compare_split = ((p.x - rect.min.x) / rect.width()).clamp(0.0, 1.0);
+        }
+        let split_x = rect.min.x + rect.width() * self.view.compare_split;
+        let uv = |a: f32, b: f32| egui::Rect::from_min_max(egui::pos2(a, 0.0), egui::pos2(b, 1.0));
+        if let Some(img) = left {
+            let t = self.texture(ui.ctx(), "cmp-left", hash_img(&img), &img);
+            let r = egui::Rect::from_min_max(rect.min, egui::pos2(split_x, rect.max.y));
+            ui.painter().image(t.id(), r, uv(0.0, self.view.compare_split), egui::Color32::WHITE);
+        }
+        if let Some(img) = right {
+            let t = self.texture(ui.ctx(), "cmp-right", hash_img(&img), &img);
+            let r = egui::Rect::from_min_max(egui::pos2(split_x, rect.min.y), rect.max);
+            ui.painter().image(t.id(), r, uv(self.view.compare_split, 1.0), egui::Color32::WHITE);
+        }
+        ui.painter().vline(split_x, rect.y_range(), egui::Stroke::new(2.0, egui::Color32::WHITE));
+        let _ = state;
+    }
+
+    /// Draws one frame into `ui` (also what kittest drives).
+    pub fn draw(&mut self, ui: &mut egui::Ui) {
+        let dt = ui.input(|i| i.unstable_dt) * 1000.0;
+        self.frame_times.push_back(dt);
+        if self.frame_times.len() > 30 {
+            self.frame_times.pop_front();
+        }
+        let frame_ms = self.frame_times.iter().sum::<f32>() / self.frame_times.len().max(1) as f32;
+
+        self.pump();
+        for a in actions::pressed(ui.ctx()) {
+            self.do_action(a);
+        }
+        // Drag-and-drop: an image file opens as layers, a .ron as a project.
+        let dropped: Vec<PathBuf> = ui.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect());
+        for p in dropped {
+            if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ron")) {
+                let _ = self.open_project(&p);
+            } else {
+                self.open_image(&p);
+            }
+        }
+
+        egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui, frame_ms));
+        egui::Panel::top("stages").show(ui, |ui| self.stage_strip(ui));
+        egui::Panel::left("tools").default_size(230.0).show(ui, |ui| self.tools_panel(ui));
+        egui::Panel::right("history").default_size(200.0).show(ui, |ui| self.side_panel(ui));
+        egui::CentralPanel::default().show(ui, |ui| self.canvas(ui));
+
+        // Keep animating while a job runs (spinner, progress) — the worker also wakes us.
+        if self.running.is_some() {
+            ui.ctx().request_repaint_after(Duration::from_millis(33));
+        }
+        self.pump();
+    }
+}
+
+impl eframe::App for NvgApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.draw(ui);
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        if self.autosave_dirty {
+            self.write_autosave();
+        }
+    }
+}
+
+/// What to export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Export {
+    /// The last stage.
+    Final,
+    /// One stage.
+    Stage(usize),
+    /// Every stage with its structure map.
+    Strip,
+}
+
+/// Positions covered by a stroke: the brushed ones, or those inside the dragged shape.
+fn shape_or_brush(st: &Stroke, tool: Tool, side: usize) -> Vec<usize> {
+    match tool {
+        Tool::Ellipse | Tool::Rect => {
+            let (x0, x1) = (st.start.x.min(st.end.x), st.start.x.max(st.end.x));
+            let (y0, y1) = (st.start.y.min(st.end.y), st.start.y.max(st.end.y));
+            let (cx, cy, rx, ry) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0, ((x1 - x0) / 2.0).max(0.5), ((y1 - y0) / 2.0).max(0.5));
+            (0..side * side)
+                .filter(|&q| {
+                    let (x, y) = ((q % side) as f32 + 0.5, (q / side) as f32 + 0.5);
+                    if tool == Tool::Rect {
+                        x >= x0 && x <= x1.max(x0 + 1.0) && y >= y0 && y <= y1.max(y0 + 1.0)
+                    } else {
+                        let (dx, dy) = ((x - cx) / rx, (y - cy) / ry);
+                        dx * dx + dy * dy <= 1.0
+                    }
+                })
+                .collect()
+        }
+        _ => st.positions.clone(),
+    }
+}
+
+/// The class picked at start: "bird" when the model has it (the demo's class), else class 0.
+pub fn default_class(model: &ModelInfo) -> usize {
+    model.class_names.iter().position(|n| n == "bird").unwrap_or(0)
+}
+
+/// A deterministic new seed derived from an old one (SplitMix64 step).
+pub fn next_seed(seed: u64, salt: usize) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(salt as u64);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % 1_000_000
+}
+
+/// A distinct colour per class for the class-map tint and legend.
+pub fn class_colour(class: usize) -> [u8; 3] {
+    viz::cluster_colour(class as u32 * 7 + 3, 8)
+}
+
+fn hash_img(img: &RgbImage) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    img.as_raw().hash(&mut h);
+    img.width().hash(&mut h);
+    h.finish()
+}
+
+/// Encodes a PNG with one tEXt chunk.
+pub fn png_with_text(img: &RgbImage, key: &str, text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, img.width(), img.height());
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.add_text_chunk(key.to_string(), text.to_string()).map_err(|e| e.to_string())?;
+        let mut w = enc.write_header().map_err(|e| e.to_string())?;
+        w.write_image_data(img.as_raw()).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,4 @@
+//! egui panels and the canvas renderer; never touches burn.
+
+pub mod actions;
+pub mod canvas;

@@ -1,0 +1,514 @@
+//! The inference worker: one long-lived thread that owns the model and the device.
+//!
+//! The UI sends [`Request`]s tagged with the document revision they were made for and receives
+//! [`Event`]s, one per finished stage. A newer request supersedes a running one at the next
+//! stage or flow step: the UI stores the revision it wants in a shared counter
+//! ([`WorkerHandle::want`]) and the running job's cancellation check compares against it. The
+//! app drops events of any revision other than the current one (docs/architecture.md §4).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use image::RgbImage;
+use sha2::{Digest, Sha256};
+
+use crate::backend::{Backend, BackendChoice};
+use crate::document::{ModelInfo, RunSpec, Settings};
+use crate::granularity::GranularitySequence;
+use crate::pipeline::{Bundle, encode_images, load_bundle, tensor_to_images};
+use crate::sampler::{ImageJob, Linear, Lock, SampleError, SamplerSettings, sample};
+
+/// "No revision wanted": set by Stop so any running job cancels.
+pub const NOTHING: u64 = u64::MAX;
+
+/// A request to the worker.
+#[derive(Debug)]
+pub enum Request {
+    /// Bring the document up to date: generate from `spec.from_stage`.
+    Run {
+        /// Document revision.
+        revision: u64,
+        /// What to run.
+        spec: Box<RunSpec>,
+    },
+    /// Decode every stage of an existing sequence (after undo, open, restore).
+    Render {
+        /// Document revision.
+        revision: u64,
+        /// The sequence.
+        sequence: Box<GranularitySequence>,
+    },
+    /// `seeds.len()` alternatives of the document from `spec.from_stage`, each with its own
+    /// seed for that stage.
+    Variations {
+        /// Document revision.
+        revision: u64,
+        /// The run (its `from_stage` is the varied stage).
+        spec: Box<RunSpec>,
+        /// One stage seed per variation.
+        seeds: Vec<u64>,
+    },
+    /// Encode an image file into a sequence with the tokenizer.
+    Encode {
+        /// Document revision the request was made at.
+        revision: u64,
+        /// Image file.
+        path: PathBuf,
+    },
+    /// Stop the thread.
+    Shutdown,
+}
+
+/// One decoded image, plain RGB.
+pub type StageImage = RgbImage;
+
+/// One alternative of a variations request.
+#[derive(Clone, Debug)]
+pub struct Variation {
+    /// Its stage seed.
+    pub seed: u64,
+    /// The complete sequence.
+    pub sequence: GranularitySequence,
+    /// Final image.
+    pub image: StageImage,
+}
+
+/// What the worker reports.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// The model is loaded.
+    Loaded {
+        /// Its identity.
+        info: ModelInfo,
+        /// Compute backend in use.
+        backend: String,
+        /// Load time.
+        millis: u128,
+    },
+    /// The model could not be loaded (the message says how to fix it).
+    LoadFailed {
+        /// One line.
+        message: String,
+    },
+    /// A run started.
+    Started {
+        /// Revision.
+        revision: u64,
+        /// First generated stage.
+        from_stage: usize,
+    },
+    /// A flow step of `stage` is done.
+    Progress {
+        /// Revision.
+        revision: u64,
+        /// Stage being computed.
+        stage: usize,
+        /// Steps done in this stage.
+        step: usize,
+        /// Steps this stage takes.
+        steps: usize,
+    },
+    /// A stage finished: its structure map, codes and decoded canvas.
+    Stage {
+        /// Revision.
+        revision: u64,
+        /// Stage.
+        stage: usize,
+        /// Structure map (N·N labels).
+        structure: Vec<u32>,
+        /// Codes (2^stage).
+        codes: Vec<u32>,
+        /// Decoded canvas after this stage.
+        image: StageImage,
+    },
+    /// The run finished.
+    Finished {
+        /// Revision.
+        revision: u64,
+        /// Complete sequence.
+        sequence: GranularitySequence,
+        /// Wall time of the run.
+        millis: u128,
+    },
+    /// The run was superseded or stopped.
+    Cancelled {
+        /// Revision.
+        revision: u64,
+    },
+    /// The run failed.
+    Failed {
+        /// Revision.
+        revision: u64,
+        /// One line.
+        message: String,
+    },
+    /// Every stage of a sequence decoded.
+    Rendered {
+        /// Revision.
+        revision: u64,
+        /// One image per stage.
+        images: Vec<StageImage>,
+    },
+    /// Variations finished.
+    Variations {
+        /// Revision.
+        revision: u64,
+        /// The varied stage.
+        stage: usize,
+        /// The alternatives.
+        results: Vec<Variation>,
+    },
+    /// An image was encoded.
+    Encoded {
+        /// Revision the request was made at.
+        revision: u64,
+        /// The file.
+        path: PathBuf,
+        /// Its sequence.
+        sequence: GranularitySequence,
+        /// Decoded canvas per stage.
+        images: Vec<StageImage>,
+        /// What was done to fit it (resized, alpha composited).
+        note: Option<String>,
+    },
+    /// An image could not be encoded.
+    EncodeFailed {
+        /// One line naming the file.
+        message: String,
+    },
+}
+
+/// The UI's end of the worker.
+pub struct WorkerHandle {
+    tx: Sender<Request>,
+    rx: Receiver<Event>,
+    wanted: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Starts the worker thread, which loads the model in `model_dir` on the chosen backend.
+    /// `repaint` is called after every event (the app passes `ctx.request_repaint`).
+    pub fn spawn(model_dir: PathBuf, backend: BackendChoice, repaint: Arc<dyn Fn() + Send + Sync>) -> Self {
+        let (tx, req_rx) = unbounded::<Request>();
+        let (ev_tx, rx) = unbounded::<Event>();
+        let wanted = Arc::new(AtomicU64::new(NOTHING));
+        let w = wanted.clone();
+        let thread = std::thread::Builder::new()
+            .name("nvg-worker".into())
+            .spawn(move || worker_main(model_dir, backend, req_rx, ev_tx, w, repaint))
+            .ok();
+        Self { tx, rx, wanted, thread }
+    }
+
+    /// Sends a request; a run, render or variations request also becomes the wanted revision,
+    /// so whatever is running for an older revision stops at its next check.
+    pub fn send(&self, req: Request) {
+        match &req {
+            Request::Run { revision, .. } | Request::Render { revision, .. } | Request::Variations { revision, .. } => {
+                self.wanted.store(*revision, Ordering::SeqCst)
+            }
+            _ => {}
+        }
+        let _ = self.tx.send(req);
+    }
+
+    /// Stops the running job within one stage or flow step.
+    pub fn stop(&self) {
+        self.wanted.store(NOTHING, Ordering::SeqCst);
+    }
+
+    /// The revision the UI wants computed.
+    pub fn want(&self) -> u64 {
+        self.wanted.load(Ordering::SeqCst)
+    }
+
+    /// Events that arrived, without blocking.
+    pub fn poll(&self) -> Vec<Event> {
+        self.rx.try_iter().collect()
+    }
+
+    /// Waits up to `timeout` for the next event (tests and scripts).
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = self.tx.send(Request::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The model's identity: directory name, a SHA-256 over its checkpoint files, and its shape.
+pub fn model_info(dir: &Path, bundle: &Bundle) -> ModelInfo {
+    ModelInfo {
+        name: dir
+            .canonicalize()
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string()),
+        hash: model_hash(dir).unwrap_or_else(|_| "unknown".into()),
+        grid_size: bundle.gcfg.grid_side,
+        num_stages: bundle.gcfg.num_stages(),
+        codebook_size: bundle.tcfg.codebook_size,
+        class_names: bundle.class_names.clone(),
+        image_size: bundle.tcfg.image_size,
+    }
+}
+
+/// SHA-256 (hex, first 16 characters) over the weights and metadata of `dir/tokenizer` and
+/// `dir/generator`.
+pub fn model_hash(dir: &Path) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    for part in ["tokenizer", "generator"] {
+        for file in ["checkpoint.json", "model.bpk"] {
+            h.update(std::fs::read(dir.join(part).join(file))?);
+        }
+    }
+    let d = h.finalize();
+    Ok(d.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+/// Converts the document's settings to the sampler's.
+pub fn sampler_settings(s: &Settings) -> SamplerSettings {
+    let lin = |x: crate::document::Schedule| Linear { start: x.start, end: x.end };
+    SamplerSettings {
+        content_cfg: s.content_cfg.map(lin),
+        structure_cfg: s.structure_cfg.map(lin),
+        top_p: s.top_p.map(lin),
+        top_k: s.top_k,
+        temperature: s.temperature,
+        flow_steps: s.flow_steps,
+        gumbel: s.gumbel,
+    }
+}
+
+/// Turns a run description into a sampler job.
+pub fn image_job(spec: &RunSpec) -> ImageJob {
+    ImageJob {
+        class: spec.class,
+        class_map: spec.class_map.clone(),
+        seed: spec.seed,
+        stage_seeds: spec.stage_seeds.clone(),
+        forced_structure: spec.forced_structure.clone(),
+        forced_codes: spec.forced_codes.clone(),
+        lock: spec.lock.as_ref().map(|l| Lock { from_stage: l.from_stage, mask: l.mask.clone() }),
+        previous: spec.previous.clone(),
+        resume_from: if spec.previous.is_some() { spec.from_stage } else { 0 },
+        shared_noise: None,
+    }
+}
+
+fn worker_main(
+    model_dir: PathBuf,
+    choice: BackendChoice,
+    rx: Receiver<Request>,
+    tx: Sender<Event>,
+    wanted: Arc<AtomicU64>,
+    repaint: Arc<dyn Fn() + Send + Sync>,
+) {
+    let send = |e: Event| {
+        let _ = tx.send(e);
+        repaint();
+    };
+    let t0 = Instant::now();
+    let backend = match crate::backend::select(choice) {
+        Ok(b) => b,
+        Err(e) => {
+            send(Event::LoadFailed { message: e.to_string() });
+            crate::backend::cpu()
+        }
+    };
+    let bundle = match load_bundle(&model_dir, &backend.device) {
+        Ok(b) => b,
+        Err(e) => {
+            send(Event::LoadFailed {
+                message: format!("{e} — restore {} from git, or pass --model DIR", model_dir.display()),
+            });
+            // Keep answering so the UI can report failures instead of hanging.
+            for req in rx.iter() {
+                match req {
+                    Request::Shutdown => return,
+                    Request::Run { revision, .. } | Request::Render { revision, .. } | Request::Variations { revision, .. } => {
+                        send(Event::Failed { revision, message: "no model loaded".into() })
+                    }
+                    Request::Encode { path, .. } => {
+                        send(Event::EncodeFailed { message: format!("{}: no model loaded", path.display()) })
+                    }
+                }
+            }
+            return;
+        }
+    };
+    let info = model_info(&model_dir, &bundle);
+    send(Event::Loaded { info, backend: backend.description.clone(), millis: t0.elapsed().as_millis() });
+    let w = Worker { bundle, backend, wanted, send: &send };
+
+    while let Ok(req) = rx.recv() {
+        // A request for a revision the UI no longer wants was superseded while queued.
+        let stale = |revision: u64| w.wanted.load(Ordering::SeqCst) != revision;
+        match req {
+            Request::Shutdown => return,
+            Request::Encode { revision, path } => w.encode(revision, &path),
+            Request::Run { revision, .. } | Request::Render { revision, .. } | Request::Variations { revision, .. }
+                if stale(revision) =>
+            {
+                send(Event::Cancelled { revision })
+            }
+            Request::Run { revision, spec } => w.run(revision, &spec),
+            Request::Render { revision, sequence } => w.render(revision, &sequence),
+            Request::Variations { revision, spec, seeds } => w.variations(revision, &spec, &seeds),
+        }
+    }
+}
+
+struct Worker<'a> {
+    bundle: Bundle,
+    backend: Backend,
+    wanted: Arc<AtomicU64>,
+    send: &'a dyn Fn(Event),
+}
+
+impl Worker<'_> {
+    fn superseded(&self, revision: u64) -> bool {
+        self.wanted.load(Ordering::SeqCst) != revision
+    }
+
+    fn decode(&self, canvas: burn::tensor::Tensor<3>) -> Vec<StageImage> {
+        tensor_to_images(self.bundle.tokenizer.decode(canvas))
+    }
+
+    fn run(&self, revision: u64, spec: &RunSpec) {
+        if self.superseded(revision) {
+            (self.send)(Event::Cancelled { revision });
+            return;
+        }
+        let t0 = Instant::now();
+        let settings = sampler_settings(&spec.settings);
+        let job = image_job(spec);
+        (self.send)(Event::Started { revision, from_stage: job.resume_from });
+        let steps = settings.flow_steps;
+        let num_stages = self.bundle.gcfg.num_stages();
+        let stage_now = std::cell::Cell::new(job.resume_from);
+        let step_now = std::cell::Cell::new(0usize);
+        let b = &self.bundle;
+        let result = sample(
+            &b.generator,
+            &b.tokenizer,
+            b.tcfg.phi_weight,
+            std::slice::from_ref(&job),
+            &settings,
+            &mut |d| {
+                let image = self.decode(d.canvas.clone()).remove(0);
+                (self.send)(Event::Stage {
+                    revision,
+                    stage: d.stage,
+                    structure: d.maps[0].clone(),
+                    codes: d.codes[0].clone(),
+                    image,
+                });
+                stage_now.set(d.stage + 1);
+                step_now.set(0);
+                !self.superseded(revision)
+            },
+            &|| {
+                // Polled between stages and between flow steps: report progress here too.
+                let stage = stage_now.get();
+                if stage + 1 < num_stages {
+                    let step = step_now.get() + 1;
+                    step_now.set(step);
+                    (self.send)(Event::Progress { revision, stage, step: step.min(steps), steps });
+                }
+                self.superseded(revision)
+            },
+        );
+        match result {
+            Ok(out) => (self.send)(Event::Finished {
+                revision,
+                sequence: out.sequences.into_iter().next().expect("one job, one sequence"),
+                millis: t0.elapsed().as_millis(),
+            }),
+            Err(SampleError::Cancelled) => (self.send)(Event::Cancelled { revision }),
+            Err(e) => (self.send)(Event::Failed { revision, message: e.to_string() }),
+        }
+    }
+
+    fn render(&self, revision: u64, seq: &GranularitySequence) {
+        let b = &self.bundle;
+        let l = seq.grid_size * seq.grid_size;
+        let mut images = Vec::with_capacity(seq.stages.len());
+        for s in 0..seq.stages.len() {
+            if self.superseded(revision) {
+                (self.send)(Event::Cancelled { revision });
+                return;
+            }
+            let maps: Vec<Vec<&[u32]>> = (0..=s).map(|i| vec![seq.stages[i].structure.as_slice()]).collect();
+            let codes: Vec<Vec<&[u32]>> = (0..=s).map(|i| vec![seq.stages[i].codes.as_slice()]).collect();
+            let canvas = b.tokenizer.canvas_from_maps(1, l, &maps, &codes, b.tcfg.phi_weight);
+            images.push(self.decode(canvas).remove(0));
+        }
+        (self.send)(Event::Rendered { revision, images });
+    }
+
+    fn variations(&self, revision: u64, spec: &RunSpec, seeds: &[u64]) {
+        let settings = sampler_settings(&spec.settings);
+        let stage = spec.from_stage;
+        let jobs: Vec<ImageJob> = seeds
+            .iter()
+            .map(|&seed| {
+                let mut j = image_job(spec);
+                j.stage_seeds.insert(stage, seed);
+                j
+            })
+            .collect();
+        (self.send)(Event::Started { revision, from_stage: stage });
+        let b = &self.bundle;
+        let result = sample(&b.generator, &b.tokenizer, b.tcfg.phi_weight, &jobs, &settings, &mut |_| !self.superseded(revision), &|| {
+            self.superseded(revision)
+        });
+        match result {
+            Ok(out) => {
+                let images = self.decode(out.canvas);
+                let results = seeds
+                    .iter()
+                    .zip(out.sequences)
+                    .zip(images)
+                    .map(|((&seed, sequence), image)| Variation { seed, sequence, image })
+                    .collect();
+                (self.send)(Event::Variations { revision, stage, results })
+            }
+            Err(SampleError::Cancelled) => (self.send)(Event::Cancelled { revision }),
+            Err(e) => (self.send)(Event::Failed { revision, message: e.to_string() }),
+        }
+    }
+
+    fn encode(&self, revision: u64, path: &Path) {
+        let size = self.bundle.tcfg.image_size as u32;
+        let img = match crate::data::load_rgb(path, size, [255, 255, 255]) {
+            Ok(x) => x,
+            Err(e) => {
+                (self.send)(Event::EncodeFailed { message: e.to_string() });
+                return;
+            }
+        };
+        let note = match image::image_dimensions(path) {
+            Ok((w, h)) if (w, h) != (size, size) => Some(format!(
+                "{}: {w}×{h} resized to {size}×{size} (shorter side, centre crop; transparency on white)",
+                path.display()
+            )),
+            _ => None,
+        };
+        let mut enc = encode_images(&self.bundle.tokenizer, &self.bundle.tcfg, &[img], &self.backend.device);
+        let e = enc.remove(0);
+        (self.send)(Event::Encoded { revision, path: path.to_path_buf(), sequence: e.sequence, images: e.stage_images, note });
+    }
+}

@@ -1,0 +1,380 @@
+//! The editor without a window: the worker protocol on a tiny random model (CPU backend), and
+//! UI flows driven headless with egui_kittest.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use nvg_studio::app::{AppOptions, Export, NvgApp};
+use nvg_studio::backend::BackendChoice;
+use nvg_studio::document::{Command, Editor, ModelInfo, Settings, State, run_spec, run_spec_from};
+use nvg_studio::granularity::GranularitySequence;
+use nvg_studio::worker::{Event, Request, WorkerHandle};
+
+fn model_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("model");
+    common::tiny_model_dir(&m, 3);
+    (dir, m)
+}
+
+fn spawn(model: &Path) -> (WorkerHandle, ModelInfo) {
+    let w = WorkerHandle::spawn(model.to_path_buf(), BackendChoice::Cpu, std::sync::Arc::new(|| {}));
+    match w.recv_timeout(Duration::from_secs(60)) {
+        Some(Event::Loaded { info, .. }) => (w, info),
+        other => panic!("expected Loaded, got {other:?}"),
+    }
+}
+
+/// Events up to the end of `revision`'s job (Finished, Cancelled, Failed, Rendered, Variations).
+fn until_done(w: &WorkerHandle, revision: u64) -> Vec<Event> {
+    let mut out = vec![];
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(120) {
+        let Some(ev) = w.recv_timeout(Duration::from_millis(200)) else { continue };
+        let end = match &ev {
+            Event::Finished { revision: r, .. }
+            | Event::Cancelled { revision: r }
+            | Event::Failed { revision: r, .. }
+            | Event::Rendered { revision: r, .. }
+            | Event::Variations { revision: r, .. } => *r == revision,
+            Event::Encoded { .. } | Event::EncodeFailed { .. } => true,
+            _ => false,
+        };
+        out.push(ev);
+        if end {
+            return out;
+        }
+    }
+    panic!("worker did not finish revision {revision}: {out:?}");
+}
+
+fn fast() -> Settings {
+    Settings { flow_steps: 3, ..Settings::default() }
+}
+
+/// Runs the editor's stale stages on the worker and takes the results in.
+fn run_editor(w: &WorkerHandle, ed: &mut Editor) -> Vec<Event> {
+    let spec = run_spec(ed.state()).expect("something stale");
+    let rev = ed.revision();
+    w.send(Request::Run { revision: rev, spec: Box::new(spec) });
+    let evs = until_done(w, rev);
+    for e in &evs {
+        if let Event::Stage { revision, stage, structure, codes, .. } = e {
+            assert!(ed.accept_stage(*revision, *stage, structure, codes).unwrap());
+        }
+    }
+    assert!(matches!(evs.last(), Some(Event::Finished { .. })), "{:?}", evs.last());
+    assert_eq!(ed.state().stale_from, None);
+    evs
+}
+
+fn new_editor(info: &ModelInfo, class: usize, seed: u64) -> Editor {
+    let mut s = State::new(class, seed);
+    s.settings = fast();
+    Editor::new(info.clone(), s)
+}
+
+#[test]
+fn worker_reports_every_stage_in_order_and_is_deterministic() {
+    let (_d, m) = model_dir();
+    let (w, info) = spawn(&m);
+    assert_eq!((info.grid_size, info.num_stages, info.class_names.len()), (4, 5, 4));
+    let mut a = new_editor(&info, 1, 5);
+    let evs = run_editor(&w, &mut a);
+    let stages: Vec<usize> = evs.iter().filter_map(|e| if let Event::Stage { stage, .. } = e { Some(*stage) } else { None }).collect();
+    assert_eq!(stages, vec![0, 1, 2, 3, 4]);
+    let Some(Event::Finished { sequence, .. }) = evs.last() else { unreachable!() };
+    assert_eq!(Some(sequence), a.state().sequence.as_ref(), "stage events add up to the final sequence");
+    for e in &evs {
+        if let Event::Stage { image, .. } = e {
+            assert_eq!(image.dimensions(), (16, 16));
+        }
+    }
+    let mut b = new_editor(&info, 1, 5);
+    run_editor(&w, &mut b);
+    assert_eq!(a.state().sequence, b.state().sequence, "same seed, same inputs → same sequence");
+}
+
+#[test]
+fn painting_stage_2_reruns_only_stages_from_2() {
+    let (_d, m) = model_dir();
+    let (w, info) = spawn(&m);
+    let mut ed = new_editor(&info, 0, 9);
+    run_editor(&w, &mut ed);
+    let before = ed.state().sequence.clone().unwrap();
+    // Move the whole first parent cluster of stage 1 into child B at stage 2.
+    let parent = before.stages[1].structure[0];
+    let positions: Vec<usize> = (0..16).filter(|&p| before.stages[1].structure[p] == parent).collect();
+    let child = (before.stages[2].structure[0] & 1) ^ 1;
+    ed.apply(&Command::PaintStructure { stage: 2, parent: Some(parent), positions: positions.clone(), child }).unwrap();
+    assert_eq!(ed.state().stale_from, Some(2));
+    let evs = run_editor(&w, &mut ed);
+    assert!(matches!(evs.iter().find(|e| matches!(e, Event::Stage { .. })), Some(Event::Stage { stage: 2, .. })), "rerun starts at stage 2");
+    let after = ed.state().sequence.clone().unwrap();
+    for s in 0..2 {
+        assert_eq!(after.stages[s], before.stages[s], "stage {s} bit-identical");
+    }
+    for &p in &positions {
+        assert_eq!(after.stages[2].structure[p], parent * 2 + child, "painted map kept at position {p}");
+    }
+    GranularitySequence::validate(&after).unwrap();
+}
+
+#[test]
+fn locked_positions_survive_a_rerun() {
+    let (_d, m) = model_dir();
+    let (w, info) = spawn(&m);
+    let mut ed = new_editor(&info, 2, 4);
+    run_editor(&w, &mut ed);
+    let before = ed.state().sequence.clone().unwrap();
+    let locked: Vec<usize> = (0..8).collect();
+    ed.apply(&Command::SetLock { from_stage: 2, positions: locked.clone(), locked: true }).unwrap();
+    ed.apply(&Command::RerollStage { stage: 1, seed: 12345 }).unwrap();
+    run_editor(&w, &mut ed);
+    let after = ed.state().sequence.clone().unwrap();
+    for s in 2..5 {
+        for &p in &locked {
+            assert_eq!(after.stages[s].structure[p] & 1, before.stages[s].structure[p] & 1, "stage {s} position {p}: child kept");
+        }
+    }
+    assert_eq!(after.stages[0], before.stages[0], "stage 0 untouched by a stage-1 reroll");
+}
+
+#[test]
+fn stop_takes_effect_within_a_stage_and_a_newer_revision_supersedes() {
+    let (_d, m) = model_dir();
+    let (w, info) = spawn(&m);
+    let mut ed = new_editor(&info, 0, 1);
+    // Many flow steps so one stage takes a while.
+    ed.apply(&Command::SetSettings(Settings { flow_steps: 4000, ..fast() })).unwrap();
+    let rev = ed.revision();
+    w.send(Request::Run { revision: rev, spec: Box::new(run_spec(ed.state()).unwrap()) });
+    // Wait for the first flow step, then stop.
+    let t0 = Instant::now();
+    loop {
+        match w.recv_timeout(Duration::from_secs(60)) {
+            Some(Event::Progress { .. }) => break,
+            Some(_) => {}
+            None => panic!("no progress"),
+        }
+    }
+    w.stop();
+    let t_stop = Instant::now();
+    let evs = until_done(&w, rev);
+    assert!(matches!(evs.last(), Some(Event::Cancelled { .. })), "{:?}", evs.last());
+    assert!(t_stop.elapsed() < Duration::from_secs(5), "stop took {:?}", t_stop.elapsed());
+    assert!(!evs.iter().any(|e| matches!(e, Event::Finished { .. })));
+    let _ = t0;
+
+    // Supersede: a long run for one revision, then a short one for a newer revision.
+    w.send(Request::Run { revision: rev, spec: Box::new(run_spec(ed.state()).unwrap()) });
+    loop {
+        if let Some(Event::Progress { .. }) = w.recv_timeout(Duration::from_secs(60)) {
+            break;
+        }
+    }
+    ed.apply(&Command::SetSettings(fast())).unwrap();
+    let rev2 = ed.revision();
+    w.send(Request::Run { revision: rev2, spec: Box::new(run_spec(ed.state()).unwrap()) });
+    let evs = until_done(&w, rev2);
+    assert!(evs.iter().any(|e| matches!(e, Event::Cancelled { revision } if *revision == rev)), "old run cancelled");
+    assert!(matches!(evs.last(), Some(Event::Finished { revision, .. }) if *revision == rev2));
+    // The editor drops anything of the old revision.
+    assert!(!ed.accept_stage(rev, 0, &[0; 16], &[0]).unwrap());
+}
+
+#[test]
+fn variations_differ_only_from_their_stage_and_encode_reports_bad_files() {
+    let (d, m) = model_dir();
+    let (w, info) = spawn(&m);
+    let mut ed = new_editor(&info, 3, 2);
+    run_editor(&w, &mut ed);
+    let base = ed.state().sequence.clone().unwrap();
+    let mut spec = run_spec_from(ed.state(), 2);
+    spec.from_stage = 2;
+    let rev = ed.revision();
+    w.send(Request::Variations { revision: rev, spec: Box::new(spec), seeds: vec![101, 202, 303] });
+    let evs = until_done(&w, rev);
+    let Some(Event::Variations { results, stage: 2, .. }) = evs.last() else { panic!("{:?}", evs.last()) };
+    assert_eq!(results.len(), 3);
+    for v in results {
+        assert_eq!(v.sequence.stages[..2], base.stages[..2]);
+        assert_eq!(v.sequence.stages[2].structure, base.stages[2].structure);
+    }
+    ed.apply(&Command::AcceptVariation { stage: 2, seed: results[1].seed, sequence: results[1].sequence.clone() }).unwrap();
+    assert_eq!(ed.state().seed_of_stage(2), 202);
+    ed.undo();
+    assert_eq!(ed.state().sequence.as_ref(), Some(&base), "undo restores the previous sequence exactly");
+
+    let bad = d.path().join("not-an-image.png");
+    std::fs::write(&bad, b"hello").unwrap();
+    w.send(Request::Encode { revision: 0, path: bad.clone() });
+    match until_done(&w, 0).pop() {
+        Some(Event::EncodeFailed { message }) => assert!(message.contains("not-an-image.png"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let good = d.path().join("disc.png");
+    let mut img = image::RgbImage::from_pixel(40, 30, image::Rgb([255, 255, 255]));
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        if (x as i32 - 20).pow(2) + (y as i32 - 15).pow(2) < 100 {
+            *p = image::Rgb([200, 30, 30]);
+        }
+    }
+    img.save(&good).unwrap();
+    w.send(Request::Encode { revision: 0, path: good });
+    match until_done(&w, 0).pop() {
+        Some(Event::Encoded { sequence, images, note, .. }) => {
+            sequence.validate().unwrap();
+            assert_eq!(images.len(), 5);
+            assert!(note.unwrap().contains("40×30 resized to 16×16"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_model_gives_a_message_with_the_fix() {
+    let d = tempfile::tempdir().unwrap();
+    let w = WorkerHandle::spawn(d.path().join("nope"), BackendChoice::Cpu, std::sync::Arc::new(|| {}));
+    match w.recv_timeout(Duration::from_secs(30)) {
+        Some(Event::LoadFailed { message }) => assert!(message.contains("--model"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+// ------------------------------------------------------------------------------ UI flows
+
+fn harness(model: &Path) -> Harness<'static, NvgApp> {
+    let opts = AppOptions { model_dir: model.to_path_buf(), backend: BackendChoice::Cpu, project: None, image: None, autosave: false };
+    Harness::builder().with_size(egui::vec2(1280.0, 860.0)).build_eframe(move |cc| NvgApp::new(&cc.egui_ctx, opts, false))
+}
+
+/// Steps frames until `cond` holds (the worker runs on its own thread).
+fn step_until(h: &mut Harness<'static, NvgApp>, what: &str, cond: impl Fn(&NvgApp) -> bool) {
+    let t0 = Instant::now();
+    while !cond(h.state()) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "timed out waiting for {what}; status: {}", h.state().status());
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.step();
+}
+
+fn ready(h: &mut Harness<'static, NvgApp>) {
+    step_until(h, "model", |a| a.editor().is_some());
+    let mut st = h.state().editor().unwrap().state().clone();
+    st.settings = fast();
+    h.state_mut().command(Command::Restore { state: Box::new(st) });
+    step_until(h, "first run", |a| a.is_idle());
+}
+
+#[test]
+fn ui_generates_shows_every_stage_and_class_changes_rerun() {
+    let (_d, m) = model_dir();
+    let mut h = harness(&m);
+    ready(&mut h);
+    for s in 0..5 {
+        h.get_by_label(&format!("stage {s} · {} clusters", 1 << s));
+        assert!(h.state().stage_image(s).is_some(), "stage {s} thumbnail");
+    }
+    assert!(h.state().history().len() == 1);
+    // Pick another class in the searchable picker.
+    h.get_by_label("2 · triangle").click();
+    h.step();
+    assert_eq!(h.state().editor().unwrap().state().class, 2);
+    step_until(&mut h, "rerun", |a| a.is_idle());
+    assert_eq!(h.state().history().len(), 2);
+    // Undo restores the previous sequence exactly.
+    let prev = h.state().history()[0].state.clone();
+    h.get_by_label("Undo").click();
+    step_until(&mut h, "render after undo", |a| a.is_idle());
+    assert_eq!(h.state().editor().unwrap().state(), &prev);
+}
+
+#[test]
+fn ui_escape_stops_a_run_and_stages_stay_marked_stale() {
+    let (_d, m) = model_dir();
+    let mut h = harness(&m);
+    ready(&mut h);
+    let mut st = h.state().editor().unwrap().state().clone();
+    st.settings.flow_steps = 4000;
+    h.state_mut().command(Command::SetSettings(st.settings.clone()));
+    step_until(&mut h, "running", |a| a.is_running());
+    h.key_press(egui::Key::Escape);
+    let t0 = Instant::now();
+    step_until(&mut h, "stop", |a| !a.is_running());
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert!(h.state().editor().unwrap().state().stale_from.is_some());
+    assert!(h.get_all_by_label("stale").count() >= 1);
+}
+
+#[test]
+fn ui_save_reopen_and_bad_files_keep_the_document() {
+    let (d, m) = model_dir();
+    let mut h = harness(&m);
+    ready(&mut h);
+    h.state_mut().command(Command::SetLock { from_stage: 1, positions: vec![1, 2, 3], locked: true });
+    let path = d.path().join("p.ron");
+    h.state_mut().save_project(&path).unwrap();
+    let saved = h.state().editor().unwrap().state().clone();
+    h.state_mut().command(Command::SetSeed { seed: 777 });
+    step_until(&mut h, "rerun", |a| a.is_idle());
+    h.state_mut().open_project(&path).unwrap();
+    assert_eq!(h.state().editor().unwrap().state(), &saved);
+    step_until(&mut h, "render", |a| a.is_idle());
+
+    // A truncated project: message in the UI, document untouched.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bad = d.path().join("truncated.ron");
+    std::fs::write(&bad, &text[..text.len() / 3]).unwrap();
+    assert!(h.state_mut().open_project(&bad).is_err());
+    assert!(h.state().error().unwrap().contains("truncated.ron"));
+    assert_eq!(h.state().editor().unwrap().state(), &saved);
+    h.step();
+    h.get_by_label_contains("truncated.ron");
+
+    // A project for another model.
+    let other = text.replace("grid_size: 4", "grid_size: 8");
+    let bad = d.path().join("other-model.ron");
+    std::fs::write(&bad, other).unwrap();
+    let err = h.state_mut().open_project(&bad).unwrap_err();
+    assert!(err.contains("other-model.ron"), "{err}");
+
+    // Saving into a folder that does not exist / cannot be written.
+    let err = h.state_mut().save_project(&d.path().join("missing-dir").join("x.ron")).unwrap_err();
+    assert!(err.contains("x.ron"), "{err}");
+    assert_eq!(h.state().editor().unwrap().state(), &saved);
+
+    // An image that cannot be decoded.
+    let junk = d.path().join("junk.png");
+    std::fs::write(&junk, b"\x89PNG broken").unwrap();
+    h.state_mut().open_image(&junk);
+    step_until(&mut h, "encode error", |a| a.error().is_some_and(|e| e.contains("junk.png")));
+    assert_eq!(h.state().editor().unwrap().state(), &saved);
+
+    // Export with the recipe in a text chunk.
+    let out = d.path().join("final.png");
+    h.state().export_png(Export::Final, &out).unwrap();
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()));
+    let reader = dec.read_info().unwrap();
+    let chunk = reader.info().uncompressed_latin1_text.iter().find(|t| t.keyword == "nvg-recipe").expect("recipe chunk");
+    assert!(chunk.text.contains("nvg-recipe") && chunk.text.contains("seed"));
+}
+
+#[test]
+fn ui_idle_frames_create_no_undo_point() {
+    let (_d, m) = model_dir();
+    let mut h = harness(&m);
+    ready(&mut h);
+    let (u, r) = (h.state().editor().unwrap().undo_len(), h.state().editor().unwrap().revision());
+    for _ in 0..30 {
+        h.step();
+    }
+    assert_eq!(h.state().editor().unwrap().undo_len(), u);
+    assert_eq!(h.state().editor().unwrap().revision(), r);
+}
