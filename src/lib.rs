@@ -6,6 +6,7 @@
 pub mod app;
 pub mod backend;
 pub mod data;
+pub mod eval;
 pub mod document;
 pub mod granularity;
 pub mod model;

@@ -22,6 +22,7 @@ use nvg_studio::train::generator::{GeneratorTrainOptions, train_generator};
 use nvg_studio::train::{TokenizerTrainOptions, train_tokenizer};
 use nvg_studio::viz::{stage_strip, structure_map_image};
 
+mod cli_eval;
 
 /// Background that transparent images are composited on (white, as the emoji dataset uses).
 const BACKGROUND: [u8; 3] = [255, 255, 255];
@@ -290,6 +291,14 @@ enum Command {
         #[arg(long, default_value_t = 25)]
         flow_steps: usize,
     },
+    /// Measure a model (tokenizer PSNR, judge accuracy, Fréchet distances) and write the model card.
+    ///
+    /// Example: nvg-studio eval --model assets/model --out-dir docs
+    Eval(cli_eval::EvalArgs),
+    /// Measure the class swap (target class per the judge, structure kept) into the model card.
+    ///
+    /// Example: nvg-studio eval-swap --references-per-class 3
+    EvalSwap(cli_eval::EvalSwapArgs),
 }
 
 /// Options of the editor.
@@ -472,6 +481,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             other => bail!("--what {other}: expected tokenizer, generator or all"),
         },
+        Some(Command::Eval(a)) => cli_eval::eval(a, &pick_backend(cli.backend)?),
+        Some(Command::EvalSwap(a)) => cli_eval::eval_swap(a, &pick_backend(cli.backend)?),
         Some(Command::Generate {
             class,
             seed,
