@@ -888,7 +888,7 @@ impl NvgApp {
                     });
                     frame.show(ui, |ui| {
                         ui.vertical(|ui| {
-                            let label = format!("stage {s} · {} clusters", 1usize << s);
+                            let label = if s == 0 { "stage 0 · 1 cluster".to_string() } else { format!("stage {s} · {} clusters", 1usize << s) };
                             if ui.selectable_label(active, label).on_hover_text("Activate this stage").clicked() {
                                 self.view.active_stage = s;
                             }
@@ -1293,7 +1293,8 @@ impl NvgApp {
             let size_c = labels.iter().filter(|&&x| x == label).count();
             let code = seq.stages[stage].codes.get(label as usize).copied().unwrap_or(0);
             let locked = if lock[p] { " · locked" } else { "" };
-            response.on_hover_text_at_pointer(format!("stage {stage} · cluster {label} · {size_c} positions · code {code}{locked}"));
+            let plural = if size_c == 1 { "" } else { "s" };
+            response.on_hover_text_at_pointer(format!("stage {stage} · cluster {label} · {size_c} position{plural} · code {code}{locked}"));
         }
     }
 

@@ -279,7 +279,8 @@ fn ui_generates_shows_every_stage_and_class_changes_rerun() {
     let mut h = harness(&m);
     ready(&mut h);
     for s in 0..5 {
-        h.get_by_label(&format!("stage {s} · {} clusters", 1 << s));
+        let label = if s == 0 { "stage 0 · 1 cluster".to_string() } else { format!("stage {s} · {} clusters", 1 << s) };
+        h.get_by_label(&label);
         assert!(h.state().stage_image(s).is_some(), "stage {s} thumbnail");
     }
     assert!(h.state().history().len() == 1);
