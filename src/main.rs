@@ -911,7 +911,7 @@ fn edit(choice: BackendChoice, args: EditArgs) -> Result<()> {
     match args.renderer.as_str() {
         "wgpu" => start(eframe::Renderer::Wgpu, opts).map_err(|e| anyhow!("editor (wgpu renderer): {e}")),
         "glow" => start(eframe::Renderer::Glow, opts).map_err(|e| anyhow!("editor (glow renderer): {e}")),
-        "auto" => match start(eframe::Renderer::Wgpu, opts.clone()) {
+        "auto" | "" => match start(eframe::Renderer::Wgpu, opts.clone()) {
             Ok(()) => Ok(()),
             Err(e) => {
                 // No wgpu adapter: the canvas falls back to CPU compositing on the glow renderer.
