@@ -1207,6 +1207,7 @@ impl NvgApp {
         }
         let (rect, response) = ui.allocate_exact_size(egui::vec2(size, size), egui::Sense::click_and_drag());
         let response = response.on_hover_cursor(egui::CursorIcon::Crosshair);
+        response.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Canvas, true, "canvas"));
         let labels: Vec<u32> = state.sequence.as_ref().map(|s| s.stages[stage].structure.clone()).unwrap_or_else(|| vec![0; l]);
         let lock: Vec<bool> = (0..l).map(|p| state.is_locked(stage, p)).collect();
 
@@ -1219,26 +1220,34 @@ impl NvgApp {
         };
         self.view.hovered_pos = response.hover_pos().and_then(|p| pos_of(to_grid(p)));
 
-        // Strokes: one command per stroke, on release.
+        // Strokes: one command per stroke, on release. A stroke starts where the button went
+        // down (egui reports the drag only after a movement threshold) and covers every cell
+        // along the pointer's path, so fast strokes leave no gaps.
         if let Some(p) = response.interact_pointer_pos() {
             let g = to_grid(p);
-            if response.drag_started() || (response.is_pointer_button_down_on() && self.view.stroke.is_none()) {
-                let parent = pos_of(g).and_then(|q| {
+            if self.view.stroke.is_none() {
+                let origin = ui.input(|i| i.pointer.press_origin()).filter(|o| rect.contains(*o)).map(to_grid).unwrap_or(g);
+                let parent = pos_of(origin).and_then(|q| {
                     (stage >= 1).then(|| state.sequence.as_ref().map(|s| s.stages[stage - 1].structure[q])).flatten()
                 });
-                self.view.stroke = Some(Stroke { parent, positions: vec![], start: g, end: g });
+                self.view.stroke = Some(Stroke { parent, positions: vec![], start: origin, end: origin });
             }
             if let Some(st) = self.view.stroke.as_mut() {
+                let from = st.end;
                 st.end = g;
                 if matches!(self.view.tool, Tool::Brush | Tool::Lock | Tool::Unlock | Tool::ClassBrush) {
                     let r = self.view.brush_radius;
-                    for y in 0..side {
-                        for x in 0..side {
-                            let (dx, dy) = (x as f32 + 0.5 - g.x, y as f32 + 0.5 - g.y);
-                            if dx * dx + dy * dy <= r * r {
-                                let q = y * side + x;
-                                if !st.positions.contains(&q) {
-                                    st.positions.push(q);
+                    let steps = ((g - from).length() * 4.0).ceil().max(1.0) as usize;
+                    for k in 0..=steps {
+                        let c = from + (g - from) * (k as f32 / steps as f32);
+                        for y in 0..side {
+                            for x in 0..side {
+                                let (dx, dy) = (x as f32 + 0.5 - c.x, y as f32 + 0.5 - c.y);
+                                if dx * dx + dy * dy <= r * r {
+                                    let q = y * side + x;
+                                    if !st.positions.contains(&q) {
+                                        st.positions.push(q);
+                                    }
                                 }
                             }
                         }

@@ -379,3 +379,37 @@ fn ui_idle_frames_create_no_undo_point() {
     assert_eq!(h.state().editor().unwrap().undo_len(), u);
     assert_eq!(h.state().editor().unwrap().revision(), r);
 }
+
+#[test]
+fn ui_a_brush_stroke_at_stage_2_reruns_only_stages_from_2() {
+    let (_d, m) = model_dir();
+    let mut h = harness(&m);
+    ready(&mut h);
+    let before = h.state().editor().unwrap().state().sequence.clone().unwrap();
+    let undo_before = h.state().editor().unwrap().undo_len();
+    h.get_by_label("stage 2 · 4 clusters").click();
+    h.step();
+    assert_eq!(h.state().active_stage(), 2);
+    // Paint into the child position 0 is not in, so the stroke changes something.
+    let child = if before.stages[2].structure[0] & 1 == 1 { "A" } else { "B" };
+    h.get_by_label(child).click();
+    h.step();
+    let r = h.get_by_label("canvas").rect();
+    let cell = r.width() / 4.0;
+    let y = r.min.y + cell * 0.5;
+    h.drag_at(egui::pos2(r.min.x + cell * 0.5, y));
+    h.step();
+    for i in 1..4 {
+        h.hover_at(egui::pos2(r.min.x + cell * (i as f32 + 0.5), y));
+        h.step();
+    }
+    h.drop_at(egui::pos2(r.min.x + cell * 3.5, y));
+    h.step();
+    let ed = h.state().editor().unwrap();
+    assert_eq!(ed.undo_len(), undo_before + 1, "one stroke, one undo point");
+    assert_eq!(ed.undo_label(), Some("paint stage 2"));
+    step_until(&mut h, "rerun", |a| a.is_idle());
+    let after = h.state().editor().unwrap().state().sequence.clone().unwrap();
+    assert_eq!(after.stages[..2], before.stages[..2], "stages 0 and 1 bit-identical");
+    assert_ne!(after.stages[2].structure[0] & 1, before.stages[2].structure[0] & 1, "position 0 moved to the other child");
+}
