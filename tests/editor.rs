@@ -258,7 +258,7 @@ fn harness(model: &Path) -> Harness<'static, NvgApp> {
 fn step_until(h: &mut Harness<'static, NvgApp>, what: &str, cond: impl Fn(&NvgApp) -> bool) {
     let t0 = Instant::now();
     while !cond(h.state()) {
-        assert!(t0.elapsed() < Duration::from_secs(120), "timed out waiting for {what}; status: {}", h.state().status());
+        assert!(t0.elapsed() < Duration::from_secs(120), "timed out waiting for {what}; status: {}; error: {:?}", h.state().status(), h.state().error());
         h.step();
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -412,4 +412,45 @@ fn ui_a_brush_stroke_at_stage_2_reruns_only_stages_from_2() {
     let after = h.state().editor().unwrap().state().sequence.clone().unwrap();
     assert_eq!(after.stages[..2], before.stages[..2], "stages 0 and 1 bit-identical");
     assert_ne!(after.stages[2].structure[0] & 1, before.stages[2].structure[0] & 1, "position 0 moved to the other child");
+}
+
+#[test]
+fn ui_lock_and_class_brushes_paint_by_dragging() {
+    let (_d, m) = model_dir();
+    let mut h = harness(&m);
+    ready(&mut h);
+    let stroke = |h: &mut Harness<'static, NvgApp>| {
+        let r = h.get_by_label("canvas").rect();
+        let cell = r.width() / 4.0;
+        let y = r.min.y + cell * 1.5;
+        h.drag_at(egui::pos2(r.min.x + cell * 0.5, y));
+        h.step();
+        h.hover_at(egui::pos2(r.min.x + cell * 3.5, y));
+        h.step();
+        h.drop_at(egui::pos2(r.min.x + cell * 3.5, y));
+        h.step();
+    };
+    h.get_by_label("Lock brush").click();
+    h.step();
+    stroke(&mut h);
+    let st = h.state().editor().unwrap().state().clone();
+    let lock = st.lock.expect("a lock");
+    assert_eq!(lock.from_stage, 4, "locks from the active stage");
+    assert!((4..8).all(|p| lock.mask[p]) && !lock.mask[0] && !lock.mask[8], "row 1 locked: {:?}", lock.mask);
+    h.get_by_label("Class brush").click();
+    h.step();
+    // Choose the brush class with a right click in the picker, then paint row 1.
+    h.get_by_label("1 · rectangle").click_secondary();
+    h.step();
+    stroke(&mut h);
+    let st = h.state().editor().unwrap().state().clone();
+    let map = st.class_map.expect("a class map");
+    assert!((4..8).all(|p| map[p] == 1) && map[0] == st.class);
+    assert!(st.stale_from.is_some(), "a class map reruns the image");
+    h.step();
+    h.get_by_label("Class map legend:");
+    step_until(&mut h, "rerun with regional classes", |a| a.is_idle());
+    // The locked row kept its child bits from stage 4 on through the full rerun.
+    let after = h.state().editor().unwrap().state().sequence.clone().unwrap();
+    assert!(after.validate().is_ok());
 }

@@ -256,7 +256,16 @@ pub fn sample(
                             if sizes[ci] == 0 {
                                 0
                             } else if locked[ci] {
-                                job.previous.as_ref().map(|p| p.stages[stage].codes[ci]).unwrap_or(code)
+                                // The previous cluster these positions were in (the same label
+                                // unless earlier stages were regenerated).
+                                job.previous
+                                    .as_ref()
+                                    .and_then(|p| {
+                                        let q = labels[bi].iter().position(|&lab| lab as usize == ci)?;
+                                        let prev_label = p.stages[stage].structure[q] as usize;
+                                        p.stages[stage].codes.get(prev_label).copied()
+                                    })
+                                    .unwrap_or(code)
                             } else {
                                 code
                             }
@@ -406,7 +415,15 @@ fn next_structure(
                     &SplitOptions {
                         odd_counts: None,
                         locked: Some(lock.mask.clone()),
-                        previous: Some(prev.stages[stage + 1].structure.clone()),
+                        // Each position's previous child bit under its current parent.
+                        previous: Some(
+                            prev.stages[stage + 1]
+                                .structure
+                                .iter()
+                                .zip(labels[bi])
+                                .map(|(&old, &parent)| parent * 2 + (old & 1))
+                                .collect(),
+                        ),
                     },
                 )
             } else if !balanced {
@@ -559,15 +576,9 @@ fn validate_jobs(jobs: &[ImageJob], num_classes: usize, l: usize, s_count: usize
             if job.previous.is_none() {
                 return bad("a lock needs the previous result it keeps".into());
             }
-            if lock.from_stage > job.resume_from + 1 {
-                return bad(format!(
-                    "a lock from stage {} needs the run to resume from stage {} or later (it resumes from {}): \
-the stages in between would move the locked positions",
-                    lock.from_stage,
-                    lock.from_stage - 1,
-                    job.resume_from
-                ));
-            }
+            // A lock may start after the resumed stage: the stages in between are regenerated,
+            // and locked positions then keep their *child bit* under their new parent (and a
+            // fully locked cluster the code of the previous cluster its positions were in).
         }
         if let Some(prev) = &job.previous {
             prev.validate().map_err(|e| SampleError::Invalid(format!("previous result: {e}")))?;
