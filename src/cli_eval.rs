@@ -133,7 +133,7 @@ fn progress() -> impl FnMut(EvalEvent) {
         EvalEvent::Sampled { done, total } => {
             let b = pb.get_or_insert_with(|| bar(total as u64));
             b.set_position(done as u64);
-            if b.is_hidden() && done > 0 {
+            if b.is_hidden() && done > 0 && (done % (total / 20).max(1) == 0 || done == total) {
                 eprintln!("generated {done}/{total}");
             }
         }

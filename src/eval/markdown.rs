@@ -113,7 +113,8 @@ the numbers are also in `model-card.json`.*\n\n",
         gc["scale_factors"].as_array().map(|a| (a.len().saturating_sub(1)).to_string()).unwrap_or_else(|| "–".into())
     );
     m += "Training commands, rebuilt from the options stored in the checkpoints (`checkpoint.json` → \
-`extra.train_options`; the training data is the bundled emoji set, the default of both commands):\n\n```sh\n";
+`extra.train_options`; the checkpoints do not record the data, the class names are those of the bundled emoji set, \
+the default data of both commands):\n\n```sh\n";
     m += &training_commands(r);
     m += "```\n\n";
 
