@@ -12,27 +12,16 @@ use nvg_studio::eval::run::EvalEvent;
 use nvg_studio::eval::swap_eval::{SwapEvalOptions, run_swap_eval};
 use nvg_studio::eval::{EvalOptions, JudgeTrainOptions, run_eval};
 
-/// Arguments of `nvg-studio eval`.
+/// Arguments `eval` and `eval-swap` share.
 #[derive(Args)]
-pub struct EvalArgs {
+pub struct CommonEvalArgs {
     /// Model directory (tokenizer/ + generator/; the judge lives in DIR/judge unless --judge).
     #[arg(long, default_value = "assets/model")]
     pub model: PathBuf,
-    /// Where model-card.md, model-card.json and images/model-card/ are written.
+    /// Where model-card.md, model-card.json and images/model-card/ are written (each command
+    /// rewrites only its own section).
     #[arg(long, default_value = "docs")]
     pub out_dir: PathBuf,
-    /// Generated images per class (default 50; 4 with --quick).
-    #[arg(long)]
-    pub samples_per_class: Option<usize>,
-    /// Judge training steps when a judge is trained (default 600; 60 with --quick).
-    #[arg(long)]
-    pub judge_steps: Option<u64>,
-    /// Train a new judge even if DIR/judge exists.
-    #[arg(long)]
-    pub retrain_judge: bool,
-    /// A reduced run for smoke tests: few samples, few judge steps, subsets of the held-out images.
-    #[arg(long)]
-    pub quick: bool,
     /// Judge checkpoint directory (default: MODEL/judge).
     #[arg(long)]
     pub judge: Option<PathBuf>,
@@ -51,15 +40,30 @@ pub struct EvalArgs {
     pub flow_steps: usize,
 }
 
+/// Arguments of `nvg-studio eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub common: CommonEvalArgs,
+    /// Generated images per class (default 50; 4 with --quick).
+    #[arg(long)]
+    pub samples_per_class: Option<usize>,
+    /// Judge training steps when a judge is trained (default 600; 60 with --quick).
+    #[arg(long)]
+    pub judge_steps: Option<u64>,
+    /// Train a new judge even if DIR/judge exists.
+    #[arg(long)]
+    pub retrain_judge: bool,
+    /// A reduced run for smoke tests: few samples, few judge steps, subsets of the held-out images.
+    #[arg(long)]
+    pub quick: bool,
+}
+
 /// Arguments of `nvg-studio eval-swap`.
 #[derive(Args)]
 pub struct EvalSwapArgs {
-    /// Model directory (tokenizer/ + generator/ + judge/).
-    #[arg(long, default_value = "assets/model")]
-    pub model: PathBuf,
-    /// Where model-card.md and model-card.json are updated (their swap section only).
-    #[arg(long, default_value = "docs")]
-    pub out_dir: PathBuf,
+    #[command(flatten)]
+    pub common: CommonEvalArgs,
     /// Held-out reference images per source class.
     #[arg(long, default_value_t = 3)]
     pub references_per_class: usize,
@@ -69,25 +73,9 @@ pub struct EvalSwapArgs {
     /// Keep the structure maps of stages 1..M.
     #[arg(long, default_value_t = 3)]
     pub keep_structure: usize,
-    /// Judge checkpoint directory (default: MODEL/judge; trained if missing).
-    #[arg(long)]
-    pub judge: Option<PathBuf>,
     /// Judge training steps if a judge has to be trained.
     #[arg(long, default_value_t = 600)]
     pub judge_steps: u64,
-    /// Emoji label file (.ron) of the dataset (default: the bundled set).
-    #[arg(long)]
-    pub sheet: Option<PathBuf>,
-    /// Base seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Images per sampler call (on the flex CPU backend batching measured slower per image:
-    /// 4.2 / 4.9 / 6.8 s at batch 1 / 4 / 16, so the default is 1).
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
-    /// Euler steps of the structure flow.
-    #[arg(long, default_value_t = 25)]
-    pub flow_steps: usize,
 }
 
 fn command_line() -> String {
@@ -142,14 +130,14 @@ fn progress() -> impl FnMut(EvalEvent) {
 
 /// `nvg-studio eval`.
 pub fn eval(a: EvalArgs, b: &Backend) -> Result<()> {
-    let mut o = EvalOptions::new(&a.model);
-    if let Some(j) = a.judge {
+    let mut o = EvalOptions::new(&a.common.model);
+    if let Some(j) = a.common.judge {
         o.judge_dir = j;
     }
-    if let Some(s) = a.sheet {
+    if let Some(s) = a.common.sheet {
         o.labels = s;
     }
-    o.out_dir = a.out_dir;
+    o.out_dir = a.common.out_dir;
     o.samples_per_class = a.samples_per_class.unwrap_or(if a.quick { 4 } else { 50 });
     o.retrain_judge = a.retrain_judge;
     o.judge_train = JudgeTrainOptions { steps: a.judge_steps.unwrap_or(if a.quick { 60 } else { 600 }), ..Default::default() };
@@ -159,9 +147,9 @@ pub fn eval(a: EvalArgs, b: &Backend) -> Result<()> {
         o.grid_per_class = o.grid_per_class.min(o.samples_per_class);
         o.strips = 2;
     }
-    o.seed = a.seed;
-    o.batch = a.batch;
-    o.settings.flow_steps = a.flow_steps;
+    o.seed = a.common.seed;
+    o.batch = a.common.batch;
+    o.settings.flow_steps = a.common.flow_steps;
     o.command = command_line();
     o.backend = b.to_string();
     let out = run_eval(&o, &b.device, &mut progress()).map_err(|e| anyhow!("{e}"))?;
@@ -183,21 +171,21 @@ pub fn eval(a: EvalArgs, b: &Backend) -> Result<()> {
 
 /// `nvg-studio eval-swap`.
 pub fn eval_swap(a: EvalSwapArgs, b: &Backend) -> Result<()> {
-    let mut o = SwapEvalOptions::new(&a.model);
-    if let Some(j) = a.judge {
+    let mut o = SwapEvalOptions::new(&a.common.model);
+    if let Some(j) = a.common.judge {
         o.judge_dir = j;
     }
-    if let Some(s) = a.sheet {
+    if let Some(s) = a.common.sheet {
         o.labels = s;
     }
-    o.out_dir = a.out_dir;
+    o.out_dir = a.common.out_dir;
     o.references_per_class = a.references_per_class;
     o.classes = a.classes;
     o.keep_structure = a.keep_structure;
     o.judge_train = JudgeTrainOptions { steps: a.judge_steps, ..Default::default() };
-    o.seed = a.seed;
-    o.batch = a.batch;
-    o.settings.flow_steps = a.flow_steps;
+    o.seed = a.common.seed;
+    o.batch = a.common.batch;
+    o.settings.flow_steps = a.common.flow_steps;
     o.command = command_line();
     o.backend = b.to_string();
     let out = run_swap_eval(&o, &b.device, &mut progress()).map_err(|e| anyhow!("{e}"))?;
