@@ -1,0 +1,838 @@
+//! The editor: wires the document ([`crate::document`]), the worker ([`crate::worker`]) and the
+//! panels ([`crate::ui`]). Panels emit [`Command`]s; [`NvgApp::command`] applies them through the
+//! [`Editor`] (undo/redo) and the app asks the worker for whatever became stale.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use image::RgbImage;
+
+use crate::backend::BackendChoice;
+use crate::document::{
+    self, Command, Editor, HistoryEntry, ModelInfo, Project, Recipe, State, UndoOutcome, autosave_path, run_spec,
+    run_spec_from,
+};
+use crate::granularity::GranularitySequence;
+use crate::ui::canvas::CpuCanvas;
+use crate::viz;
+use crate::worker::{Event, Request, Variation, WorkerHandle};
+
+mod panels;
+
+/// How often the open project is autosaved when it changed.
+const AUTOSAVE_EVERY: Duration = Duration::from_secs(20);
+/// Most runs kept in the history panel.
+const HISTORY_LIMIT: usize = 60;
+
+/// Start-up options (from the command line).
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    /// Model directory (tokenizer/ + generator/).
+    pub model_dir: PathBuf,
+    /// Compute backend of the worker.
+    pub backend: BackendChoice,
+    /// Project to open.
+    pub project: Option<PathBuf>,
+    /// Image to open (encoded into layers).
+    pub image: Option<PathBuf>,
+    /// Autosave the open project.
+    pub autosave: bool,
+}
+
+/// Editing tools of the canvas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    /// Hover to inspect clusters.
+    Inspect,
+    /// Paint positions to child A or B of their parent (stage ≥ 1).
+    Brush,
+    /// Click a cluster: flip it to its sibling.
+    Fill,
+    /// Drag an ellipse: inside → child B, outside → child A, within the parent.
+    Ellipse,
+    /// Drag a rectangle: inside → child B, outside → child A, within the parent.
+    Rect,
+    /// Paint locks.
+    Lock,
+    /// Erase locks.
+    Unlock,
+    /// Paint the class map.
+    ClassBrush,
+}
+
+impl Tool {
+    const ALL: [Tool; 8] =
+        [Tool::Inspect, Tool::Brush, Tool::Fill, Tool::Ellipse, Tool::Rect, Tool::Lock, Tool::Unlock, Tool::ClassBrush];
+    fn label(self) -> &'static str {
+        match self {
+            Tool::Inspect => "Inspect",
+            Tool::Brush => "Structure brush",
+            Tool::Fill => "Flip cluster",
+            Tool::Ellipse => "Ellipse layout",
+            Tool::Rect => "Rectangle layout",
+            Tool::Lock => "Lock brush",
+            Tool::Unlock => "Unlock brush",
+            Tool::ClassBrush => "Class brush",
+        }
+    }
+    fn tooltip(self) -> &'static str {
+        match self {
+            Tool::Inspect => "Hover a cluster to see its id, size and code",
+            Tool::Brush => "Paint positions into child A or B of their parent; a stroke stays inside the parent it started in",
+            Tool::Fill => "Click a cluster to move it entirely into its sibling",
+            Tool::Ellipse => "Drag an ellipse: inside becomes child B, the rest of the parent child A (shape guidance)",
+            Tool::Rect => "Drag a rectangle: inside becomes child B, the rest of the parent child A (shape guidance)",
+            Tool::Lock => "Paint locks: locked positions keep structure and codes through reruns and strokes",
+            Tool::Unlock => "Erase locks",
+            Tool::ClassBrush => "Paint a class map: each cluster takes the class covering most of it",
+        }
+    }
+}
+
+/// A stroke being drawn.
+#[derive(Clone, Debug)]
+struct Stroke {
+    /// Parent cluster the stroke started in (structure brush).
+    parent: Option<u32>,
+    positions: Vec<usize>,
+    /// Start of a shape drag, in grid coordinates.
+    start: egui::Pos2,
+    end: egui::Pos2,
+}
+
+/// Where the left side of the compare view comes from.
+#[derive(Clone, Debug, PartialEq)]
+enum CompareSource {
+    Blueprint,
+    Stage(usize),
+    History(u64),
+}
+
+/// The run in flight.
+#[derive(Clone, Debug)]
+struct Running {
+    revision: u64,
+    stage: usize,
+    step: usize,
+    steps: usize,
+    started: Instant,
+}
+
+/// View state: never saved, never undone.
+struct View {
+    active_stage: usize,
+    tool: Tool,
+    child: u32,
+    brush_radius: f32,
+    overlay_opacity: f32,
+    boundaries: bool,
+    hovered_pos: Option<usize>,
+    stroke: Option<Stroke>,
+    class_query: String,
+    brush_class: usize,
+    variations_n: usize,
+    compare: bool,
+    compare_left: CompareSource,
+    compare_split: f32,
+    keep_upto: usize,
+}
+
+/// The editor application.
+pub struct NvgApp {
+    opts: AppOptions,
+    worker: WorkerHandle,
+    editor: Option<Editor>,
+    backend: String,
+    load_error: Option<String>,
+    project_path: Option<PathBuf>,
+    history: Vec<HistoryEntry>,
+    next_history_id: u64,
+    /// Decoded canvas per stage, for the current document.
+    stage_images: Vec<Option<RgbImage>>,
+    /// Revision the stage images belong to (stages before the stale one).
+    images_revision: u64,
+    /// Revision the worker was last asked to compute.
+    requested: u64,
+    running: Option<Running>,
+    variations: Option<(u64, usize, Vec<Variation>)>,
+    blueprint_images: Vec<RgbImage>,
+    textures: std::collections::HashMap<String, (u64, egui::TextureHandle)>,
+    view: View,
+    status: String,
+    error: Option<String>,
+    last_autosave: Instant,
+    autosave_dirty: bool,
+    cpu_canvas: CpuCanvas,
+    gpu_canvas: bool,
+    frame_times: std::collections::VecDeque<f32>,
+    last_run_ms: Option<u128>,
+    pending_open_image: Option<PathBuf>,
+}
+
+impl NvgApp {
+    /// Creates the app and starts the worker; `gpu_canvas` says whether the wgpu canvas path
+    /// is registered (see [`crate::ui::canvas::register`]).
+    pub fn new(ctx: &egui::Context, opts: AppOptions, gpu_canvas: bool) -> Self {
+        let c = ctx.clone();
+        let worker = WorkerHandle::spawn(opts.model_dir.clone(), opts.backend, Arc::new(move || c.request_repaint()));
+        let pending_open_image = opts.image.clone();
+        Self {
+            opts,
+            worker,
+            editor: None,
+            backend: String::new(),
+            load_error: None,
+            project_path: None,
+            history: vec![],
+            next_history_id: 1,
+            stage_images: vec![],
+            images_revision: 0,
+            requested: 0,
+            running: None,
+            variations: None,
+            blueprint_images: vec![],
+            textures: Default::default(),
+            view: View {
+                active_stage: 0,
+                tool: Tool::Brush,
+                child: 1,
+                brush_radius: 0.8,
+                overlay_opacity: 0.35,
+                boundaries: true,
+                hovered_pos: None,
+                stroke: None,
+                class_query: String::new(),
+                brush_class: 0,
+                variations_n: 4,
+                compare: false,
+                compare_left: CompareSource::Stage(0),
+                compare_split: 0.5,
+                keep_upto: 2,
+            },
+            status: "Loading the model…".into(),
+            error: None,
+            last_autosave: Instant::now(),
+            autosave_dirty: false,
+            cpu_canvas: CpuCanvas::new(),
+            gpu_canvas,
+            frame_times: Default::default(),
+            last_run_ms: None,
+            pending_open_image,
+        }
+    }
+
+    /// Creates the app from eframe's creation context (registers the GPU canvas when eframe
+    /// runs on wgpu).
+    pub fn from_creation_context(cc: &eframe::CreationContext<'_>, opts: AppOptions) -> Self {
+        let gpu = match cc.wgpu_render_state.as_ref() {
+            Some(rs) => {
+                crate::ui::canvas::register(rs);
+                true
+            }
+            None => false,
+        };
+        Self::new(&cc.egui_ctx, opts, gpu)
+    }
+
+    // ---------------------------------------------------------------- accessors (tests, scripts)
+
+    /// The open document (None until the model is loaded).
+    pub fn editor(&self) -> Option<&Editor> {
+        self.editor.as_ref()
+    }
+
+    /// Is a job running?
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Is the document fully generated and its stage images current?
+    pub fn is_idle(&self) -> bool {
+        self.running.is_none()
+            && self.editor.as_ref().is_some_and(|e| e.state().stale_from.is_none() && self.images_revision == e.revision())
+    }
+
+    /// Decoded canvas of a stage.
+    pub fn stage_image(&self, stage: usize) -> Option<&RgbImage> {
+        self.stage_images.get(stage).and_then(|i| i.as_ref())
+    }
+
+    /// Status-bar message.
+    pub fn status(&self) -> &str {
+        &self.status
+    }
+
+    /// Error shown in the UI, if any.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref().or(self.load_error.as_deref())
+    }
+
+    /// Run history.
+    pub fn history(&self) -> &[HistoryEntry] {
+        &self.history
+    }
+
+    /// Current variations strip.
+    pub fn variations(&self) -> Option<&[Variation]> {
+        self.variations.as_ref().map(|(_, _, v)| v.as_slice())
+    }
+
+    /// Project file of the open document.
+    pub fn project_path(&self) -> Option<&Path> {
+        self.project_path.as_deref()
+    }
+
+    /// Active stage.
+    pub fn active_stage(&self) -> usize {
+        self.view.active_stage
+    }
+
+    /// Sets the active stage.
+    pub fn set_active_stage(&mut self, stage: usize) {
+        let n = self.editor.as_ref().map_or(1, |e| e.model.num_stages);
+        self.view.active_stage = stage.min(n - 1);
+    }
+
+    // ------------------------------------------------------------------------ document edits
+
+    /// Applies a command to the document (with an undo point when it changed something).
+    pub fn command(&mut self, cmd: Command) {
+        let Some(ed) = self.editor.as_mut() else { return };
+        match ed.apply(&cmd) {
+            Ok(effect) => {
+                self.error = None;
+                if let Some(note) = effect.note {
+                    self.status = note;
+                } else if effect.changed {
+                    self.status = cmd.label();
+                }
+                if effect.changed {
+                    self.autosave_dirty = true;
+                    self.variations = None;
+                    if matches!(cmd, Command::UseAsBlueprint { .. }) {
+                        self.blueprint_images = self.stage_images.iter().flatten().cloned().collect();
+                    }
+                    if matches!(cmd, Command::Restore { .. } | Command::AcceptVariation { .. } | Command::SetSequence { .. }) {
+                        // Stage images must be decoded again for the restored sequence.
+                        self.images_revision = 0;
+                    } else if self.images_revision != 0 {
+                        self.images_revision = ed.revision();
+                    }
+                }
+            }
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    /// Undo.
+    pub fn undo(&mut self) {
+        if let Some(ed) = self.editor.as_mut() {
+            match ed.undo() {
+                UndoOutcome::Done(l) => {
+                    self.status = format!("undid {l}");
+                    self.images_revision = 0;
+                    self.autosave_dirty = true;
+                }
+                UndoOutcome::Nothing => self.status = "nothing to undo".into(),
+            }
+        }
+    }
+
+    /// Redo.
+    pub fn redo(&mut self) {
+        if let Some(ed) = self.editor.as_mut() {
+            match ed.redo() {
+                UndoOutcome::Done(l) => {
+                    self.status = format!("redid {l}");
+                    self.images_revision = 0;
+                    self.autosave_dirty = true;
+                }
+                UndoOutcome::Nothing => self.status = "nothing to redo".into(),
+            }
+        }
+    }
+
+    /// Stops the running job (Esc).
+    pub fn stop(&mut self) {
+        if self.running.is_some() {
+            self.worker.stop();
+            self.status = "stopping…".into();
+        }
+    }
+
+    /// Reruns from the first stale stage, or from the active stage's content when nothing is
+    /// stale (a fresh draw of the same recipe is identical, so this is a rerun check).
+    pub fn run(&mut self) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        let spec = run_spec(ed.state()).unwrap_or_else(|| run_spec_from(ed.state(), self.view.active_stage));
+        let revision = ed.revision();
+        self.requested = revision;
+        self.worker.send(Request::Run { revision, spec: Box::new(spec) });
+    }
+
+    /// New randomness for the active stage.
+    pub fn reroll_active_stage(&mut self) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        let stage = self.view.active_stage;
+        let seed = next_seed(ed.state().seed_of_stage(stage), stage);
+        self.command(Command::RerollStage { stage, seed });
+    }
+
+    /// Asks for N variations from the active stage.
+    pub fn request_variations(&mut self) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        if ed.state().sequence.is_none() {
+            self.error = Some("nothing generated yet".into());
+            return;
+        }
+        let stage = self.view.active_stage;
+        let mut spec = run_spec_from(ed.state(), stage);
+        spec.from_stage = stage;
+        let base = ed.state().seed_of_stage(stage);
+        let seeds: Vec<u64> = (1..=self.view.variations_n as u64).map(|i| next_seed(base ^ (i << 32), stage)).collect();
+        let revision = ed.revision();
+        self.requested = revision;
+        self.worker.send(Request::Variations { revision, spec: Box::new(spec), seeds });
+        self.status = format!("{} variations from stage {stage}…", self.view.variations_n);
+    }
+
+    /// Accepts variation `i` of the strip.
+    pub fn accept_variation(&mut self, i: usize) {
+        let Some((_, stage, v)) = self.variations.take() else { return };
+        if let Some(v) = v.into_iter().nth(i) {
+            self.command(Command::AcceptVariation { stage, seed: v.seed, sequence: v.sequence });
+        }
+    }
+
+    /// Keeps the current structure as a blueprint.
+    pub fn use_as_blueprint(&mut self) {
+        let source = self
+            .project_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| format!("run of revision {}", self.editor.as_ref().map_or(0, |e| e.revision())));
+        let keep = self.view.keep_upto;
+        self.command(Command::UseAsBlueprint { source, keep_structure_upto: keep });
+    }
+
+    /// Starts a new document on the loaded model.
+    pub fn new_document(&mut self) {
+        if let Some(ed) = self.editor.as_mut() {
+            let class = default_class(&ed.model);
+            let model = ed.model.clone();
+            ed.reset(model, State::new(class, 1));
+            self.project_path = None;
+            self.history.clear();
+            self.stage_images.clear();
+            self.images_revision = 0;
+            self.variations = None;
+            self.status = "new document".into();
+        }
+    }
+
+    /// Opens a project file; on error the current document is untouched and the message shown.
+    pub fn open_project(&mut self, path: &Path) -> Result<(), String> {
+        let Some(ed) = self.editor.as_mut() else { return Err("the model is not loaded yet".into()) };
+        let result = Project::load(path).map_err(|e| e.to_string()).and_then(|p| {
+            let note = p.check_model(path, &ed.model).map_err(|e| e.to_string())?;
+            Ok((p, note))
+        });
+        match result {
+            Ok((p, note)) => {
+                let model = ed.model.clone();
+                ed.reset(model, p.state);
+                self.next_history_id = p.history.iter().map(|h| h.id + 1).max().unwrap_or(1);
+                self.history = p.history;
+                self.project_path = Some(path.to_path_buf());
+                self.stage_images.clear();
+                self.images_revision = 0;
+                self.variations = None;
+                self.blueprint_images.clear();
+                self.error = None;
+                self.status = note.unwrap_or_else(|| format!("opened {}", path.display()));
+                Ok(())
+            }
+            Err(e) => {
+                self.error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Saves the project (atomic); on error the message is shown and nothing is lost.
+    pub fn save_project(&mut self, path: &Path) -> Result<(), String> {
+        let Some(ed) = self.editor.as_mut() else { return Err("nothing to save yet".into()) };
+        let p = Project::new(ed.model.clone(), ed.state().clone(), self.history.clone());
+        match p.save(path) {
+            Ok(()) => {
+                ed.dirty = false;
+                self.project_path = Some(path.to_path_buf());
+                self.status = format!("saved {}", path.display());
+                self.error = None;
+                let _ = std::fs::remove_file(autosave_path(Some(path)));
+                Ok(())
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.error = Some(msg.clone());
+                Err(msg)
+            }
+        }
+    }
+
+    /// Asks the worker to encode an image into layers.
+    pub fn open_image(&mut self, path: &Path) {
+        let revision = self.editor.as_ref().map_or(0, |e| e.revision());
+        self.worker.send(Request::Encode { revision, path: path.to_path_buf() });
+        self.status = format!("encoding {}…", path.display());
+    }
+
+    /// Writes a PNG (final image, a stage, or the strip) with the recipe in a text chunk.
+    pub fn export_png(&self, what: Export, path: &Path) -> Result<(), String> {
+        let ed = self.editor.as_ref().ok_or("nothing to export yet")?;
+        let n = ed.model.num_stages;
+        let (img, name) = match what {
+            Export::Final => (self.stage_image(n - 1).cloned(), "final".to_string()),
+            Export::Stage(s) => (self.stage_image(s).cloned(), format!("stage {s}")),
+            Export::Strip => {
+                let seq = ed.state().sequence.as_ref().ok_or("nothing generated yet")?;
+                let imgs: Option<Vec<RgbImage>> = (0..n).map(|s| self.stage_image(s).cloned()).collect();
+                let maps: Vec<Vec<u32>> = seq.stages.iter().map(|s| s.structure.clone()).collect();
+                (imgs.map(|i| viz::stage_strip(&i, &maps, ed.model.grid_size)), "stage strip".to_string())
+            }
+        };
+        let img = img.ok_or("that stage has not been generated yet")?;
+        let state = ed.state();
+        let recipe = Recipe {
+            format: "nvg-recipe".into(),
+            model: ed.model.name.clone(),
+            model_hash: ed.model.hash.clone(),
+            class: ed.model.class_names.get(state.class).cloned().unwrap_or_default(),
+            state: state.clone(),
+            image: name,
+        };
+        let text = ron::ser::to_string(&recipe).map_err(|e| e.to_string())?;
+        let bytes = png_with_text(&img, "nvg-recipe", &text).map_err(|e| format!("{}: {e}", path.display()))?;
+        document::write_atomic(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    // --------------------------------------------------------------------- worker events
+
+    /// Handles worker events and schedules runs; call once per frame (the UI does).
+    pub fn pump(&mut self) {
+        for ev in self.worker.poll() {
+            self.handle(ev);
+        }
+        self.schedule();
+        self.autosave();
+    }
+
+    fn current_revision(&self) -> u64 {
+        self.editor.as_ref().map_or(0, |e| e.revision())
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Loaded { info, backend, millis } => {
+                self.backend = backend;
+                let class = default_class(&info);
+                self.view.brush_class = class;
+                self.view.active_stage = info.num_stages - 1;
+                self.editor = Some(Editor::new(info.clone(), State::new(class, 1)));
+                self.status = format!(
+                    "model '{}' loaded in {millis} ms — try: paint stage 1 with the structure brush, pick another class, or open an image (Ctrl+I)",
+                    info.name
+                );
+                if let Some(p) = self.opts.project.clone() {
+                    let _ = self.open_project(&p);
+                } else if self.opts.autosave {
+                    let auto = autosave_path(None);
+                    if auto.exists() {
+                        if self.open_project(&auto).is_ok() {
+                            self.project_path = None;
+                            self.status = format!("recovered the autosaved untitled document ({})", auto.display());
+                        } else {
+                            self.error = None;
+                        }
+                    }
+                }
+                if let Some(img) = self.pending_open_image.take() {
+                    self.open_image(&img);
+                }
+            }
+            Event::LoadFailed { message } => {
+                self.status = "no model".into();
+                self.load_error = Some(message);
+            }
+            Event::Started { revision, from_stage } => {
+                if revision == self.current_revision() {
+                    self.running = Some(Running {
+                        revision,
+                        stage: from_stage,
+                        step: 0,
+                        steps: 0,
+                        started: Instant::now(),
+                    });
+                }
+            }
+            Event::Progress { revision, stage, step, steps } => {
+                if let Some(r) = self.running.as_mut().filter(|r| r.revision == revision) {
+                    r.stage = stage;
+                    r.step = step;
+                    r.steps = steps;
+                }
+            }
+            Event::Stage { revision, stage, structure, codes, image } => {
+                let Some(ed) = self.editor.as_mut() else { return };
+                match ed.accept_stage(revision, stage, &structure, &codes) {
+                    Ok(true) => {
+                        if self.stage_images.len() < ed.model.num_stages {
+                            self.stage_images.resize(ed.model.num_stages, None);
+                        }
+                        self.stage_images[stage] = Some(image);
+                        self.autosave_dirty = true;
+                        if let Some(r) = self.running.as_mut() {
+                            r.stage = stage + 1;
+                            r.step = 0;
+                        }
+                    }
+                    Ok(false) => {} // an older revision: dropped
+                    Err(e) => self.error = Some(format!("worker result rejected: {e}")),
+                }
+            }
+            Event::Finished { revision, sequence, millis } => {
+                if revision != self.current_revision() {
+                    return;
+                }
+                self.running = None;
+                self.last_run_ms = Some(millis);
+                self.images_revision = revision;
+                self.add_history(&sequence);
+                self.status = format!("done in {:.2} s", millis as f64 / 1000.0);
+            }
+            Event::Cancelled { revision } => {
+                if self.running.as_ref().is_some_and(|r| r.revision == revision) {
+                    self.running = None;
+                    if self.worker.want() == crate::worker::NOTHING {
+                        self.status = "stopped — stale stages are marked; Run continues from them".into();
+                    }
+                }
+            }
+            Event::Failed { revision, message } => {
+                if revision == self.current_revision() {
+                    self.running = None;
+                    self.error = Some(format!("run failed: {message}"));
+                }
+            }
+            Event::Rendered { revision, images } => {
+                if revision == self.current_revision() {
+                    self.stage_images = images.into_iter().map(Some).collect();
+                    self.images_revision = revision;
+                    if self.running.as_ref().is_some_and(|r| r.revision == revision && r.steps == 0 && r.step == 0) {
+                        self.running = None;
+                    }
+                }
+            }
+            Event::Variations { revision, stage, results } => {
+                if revision == self.current_revision() {
+                    self.running = None;
+                    self.status = format!("{} variations of stage {stage}: click one to accept it", results.len());
+                    self.variations = Some((revision, stage, results));
+                }
+            }
+            Event::Encoded { path, sequence, images, note, .. } => {
+                let Some(ed) = self.editor.as_mut() else { return };
+                match ed.apply(&Command::SetSequence { sequence }) {
+                    Ok(_) => {
+                        self.stage_images = images.iter().cloned().map(Some).collect();
+                        self.images_revision = ed.revision();
+                        self.blueprint_images = images;
+                        self.status = note.unwrap_or_else(|| format!("encoded {} into {} stages", path.display(), ed.model.num_stages));
+                        self.error = None;
+                        let source = path.display().to_string();
+                        let keep = self.view.keep_upto;
+                        // An opened image is a ready blueprint: picking a class repaints it.
+                        self.command(Command::UseAsBlueprint { source, keep_structure_upto: keep });
+                        self.blueprint_images = self.stage_images.iter().flatten().cloned().collect();
+                    }
+                    Err(e) => self.error = Some(format!("{}: {e}", path.display())),
+                }
+            }
+            Event::EncodeFailed { message } => {
+                self.error = Some(message);
+            }
+        }
+    }
+
+    fn add_history(&mut self, sequence: &GranularitySequence) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        let Some(img) = self.stage_images.last().and_then(|i| i.clone()) else { return };
+        let state = ed.state().clone();
+        if state.sequence.as_ref() != Some(sequence) {
+            return;
+        }
+        if self.history.last().is_some_and(|h| h.state == state) {
+            return;
+        }
+        let id = self.next_history_id;
+        self.next_history_id += 1;
+        let label = format!(
+            "#{id} · {} · seed {}",
+            ed.model.class_names.get(state.class).map(String::as_str).unwrap_or("?"),
+            state.seed
+        );
+        self.history.push(HistoryEntry::new(id, label, state, img.width(), img.as_raw()));
+        if self.history.len() > HISTORY_LIMIT {
+            self.history.remove(0);
+        }
+    }
+
+    /// Sends the run that brings the document up to date, once per revision.
+    fn schedule(&mut self) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        let revision = ed.revision();
+        if self.requested == revision {
+            return;
+        }
+        self.requested = revision;
+        self.running = None;
+        if self.images_revision != revision {
+            if let Some(seq) = ed.state().sequence.clone() {
+                self.worker.send(Request::Render { revision, sequence: Box::new(seq) });
+                self.running = Some(Running {
+                    revision,
+                    stage: 0,
+                    step: 0,
+                    steps: 0,
+                    started: Instant::now(),
+                });
+            }
+        }
+        if let Some(spec) = run_spec(ed.state()) {
+            self.worker.send(Request::Run { revision, spec: Box::new(spec) });
+            self.running = Some(Running {
+                revision,
+                stage: ed.state().stale_from.unwrap_or(0),
+                step: 0,
+                steps: 0,
+                started: Instant::now(),
+            });
+        } else if self.images_revision != revision && ed.state().sequence.is_none() {
+            self.images_revision = revision;
+        }
+    }
+
+    fn autosave(&mut self) {
+        if !self.opts.autosave || !self.autosave_dirty || self.last_autosave.elapsed() < AUTOSAVE_EVERY {
+            return;
+        }
+        self.write_autosave();
+    }
+
+    /// Writes the autosave file now (also on exit).
+    pub fn write_autosave(&mut self) {
+        let Some(ed) = self.editor.as_ref() else { return };
+        if !self.opts.autosave {
+            return;
+        }
+        let path = autosave_path(self.project_path.as_deref());
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let p = Project::new(ed.model.clone(), ed.state().clone(), self.history.clone());
+        match p.save(&path) {
+            Ok(()) => self.autosave_dirty = false,
+            Err(e) => self.status = format!("autosave failed: {e}"),
+        }
+        self.last_autosave = Instant::now();
+    }
+
+}
+
+impl eframe::App for NvgApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.draw(ui);
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        if self.autosave_dirty {
+            self.write_autosave();
+        }
+    }
+}
+
+/// What to export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Export {
+    /// The last stage.
+    Final,
+    /// One stage.
+    Stage(usize),
+    /// Every stage with its structure map.
+    Strip,
+}
+
+/// Positions covered by a stroke: the brushed ones, or those inside the dragged shape.
+fn shape_or_brush(st: &Stroke, tool: Tool, side: usize) -> Vec<usize> {
+    match tool {
+        Tool::Ellipse | Tool::Rect => {
+            let (x0, x1) = (st.start.x.min(st.end.x), st.start.x.max(st.end.x));
+            let (y0, y1) = (st.start.y.min(st.end.y), st.start.y.max(st.end.y));
+            let (cx, cy, rx, ry) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0, ((x1 - x0) / 2.0).max(0.5), ((y1 - y0) / 2.0).max(0.5));
+            (0..side * side)
+                .filter(|&q| {
+                    let (x, y) = ((q % side) as f32 + 0.5, (q / side) as f32 + 0.5);
+                    if tool == Tool::Rect {
+                        x >= x0 && x <= x1.max(x0 + 1.0) && y >= y0 && y <= y1.max(y0 + 1.0)
+                    } else {
+                        let (dx, dy) = ((x - cx) / rx, (y - cy) / ry);
+                        dx * dx + dy * dy <= 1.0
+                    }
+                })
+                .collect()
+        }
+        _ => st.positions.clone(),
+    }
+}
+
+/// The class picked at start: "bird" when the model has it (the demo's class), else class 0.
+pub fn default_class(model: &ModelInfo) -> usize {
+    model.class_names.iter().position(|n| n == "bird").unwrap_or(0)
+}
+
+/// A deterministic new seed derived from an old one (SplitMix64 step).
+pub fn next_seed(seed: u64, salt: usize) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(salt as u64);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % 1_000_000
+}
+
+/// A distinct colour per class for the class-map tint and legend.
+pub fn class_colour(class: usize) -> [u8; 3] {
+    viz::cluster_colour(class as u32 * 7 + 3, 8)
+}
+
+fn hash_img(img: &RgbImage) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    img.as_raw().hash(&mut h);
+    img.width().hash(&mut h);
+    h.finish()
+}
+
+/// Encodes a PNG with one tEXt chunk.
+pub fn png_with_text(img: &RgbImage, key: &str, text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, img.width(), img.height());
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.add_text_chunk(key.to_string(), text.to_string()).map_err(|e| e.to_string())?;
+        let mut w = enc.write_header().map_err(|e| e.to_string())?;
+        w.write_image_data(img.as_raw()).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
