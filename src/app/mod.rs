@@ -120,6 +120,12 @@ struct Running {
     started: Instant,
 }
 
+impl Running {
+    fn new(revision: u64, stage: usize) -> Self {
+        Self { revision, stage, step: 0, steps: 0, started: Instant::now() }
+    }
+}
+
 /// View state: never saved, never undone.
 struct View {
     active_stage: usize,
@@ -568,13 +574,7 @@ impl NvgApp {
             }
             Event::Started { revision, from_stage } => {
                 if revision == self.current_revision() {
-                    self.running = Some(Running {
-                        revision,
-                        stage: from_stage,
-                        step: 0,
-                        steps: 0,
-                        started: Instant::now(),
-                    });
+                    self.running = Some(Running::new(revision, from_stage));
                 }
             }
             Event::Progress { revision, stage, step, steps } => {
@@ -701,24 +701,12 @@ impl NvgApp {
         if self.images_revision != revision {
             if let Some(seq) = ed.state().sequence.clone() {
                 self.worker.send(Request::Render { revision, sequence: Box::new(seq) });
-                self.running = Some(Running {
-                    revision,
-                    stage: 0,
-                    step: 0,
-                    steps: 0,
-                    started: Instant::now(),
-                });
+                self.running = Some(Running::new(revision, 0));
             }
         }
         if let Some(spec) = run_spec(ed.state()) {
             self.worker.send(Request::Run { revision, spec: Box::new(spec) });
-            self.running = Some(Running {
-                revision,
-                stage: ed.state().stale_from.unwrap_or(0),
-                step: 0,
-                steps: 0,
-                started: Instant::now(),
-            });
+            self.running = Some(Running::new(revision, ed.state().stale_from.unwrap_or(0)));
         } else if self.images_revision != revision && ed.state().sequence.is_none() {
             self.images_revision = revision;
         }
