@@ -894,6 +894,7 @@ fn edit(choice: BackendChoice, args: EditArgs) -> Result<()> {
         project: args.project,
         image: args.image,
         autosave: !args.no_autosave,
+        fallback_model: Some(default_model_dir()),
     };
     let title = "nvg-studio";
     let native = |renderer| eframe::NativeOptions {

@@ -247,10 +247,47 @@ fn a_missing_model_gives_a_message_with_the_fix() {
     }
 }
 
+#[test]
+fn a_broken_model_falls_back_to_the_bundled_one_and_says_why() {
+    let (d, good) = model_dir();
+    // A model folder whose generator checkpoint is truncated.
+    let bad = d.path().join("broken");
+    std::fs::create_dir_all(bad.join("generator")).unwrap();
+    std::fs::create_dir_all(bad.join("tokenizer")).unwrap();
+    for part in ["tokenizer", "generator"] {
+        for f in ["checkpoint.json", "model.bpk"] {
+            std::fs::copy(good.join(part).join(f), bad.join(part).join(f)).unwrap();
+        }
+    }
+    let bpk = std::fs::read(bad.join("generator/model.bpk")).unwrap();
+    std::fs::write(bad.join("generator/model.bpk"), &bpk[..bpk.len() / 3]).unwrap();
+    let w = WorkerHandle::spawn_with_fallback(bad.clone(), Some(good.clone()), BackendChoice::Cpu, std::sync::Arc::new(|| {}));
+    match w.recv_timeout(Duration::from_secs(60)) {
+        Some(Event::Loaded { model_dir, fallback_note: Some(note), .. }) => {
+            assert_eq!(model_dir, good);
+            assert!(note.contains("broken") && note.contains("bundled model instead"), "{note}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without a fallback the same folder is a clear failure.
+    let w = WorkerHandle::spawn(bad, BackendChoice::Cpu, std::sync::Arc::new(|| {}));
+    match w.recv_timeout(Duration::from_secs(60)) {
+        Some(Event::LoadFailed { message }) => assert!(message.contains("Open model folder"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 // ------------------------------------------------------------------------------ UI flows
 
 fn harness(model: &Path) -> Harness<'static, NvgApp> {
-    let opts = AppOptions { model_dir: model.to_path_buf(), backend: BackendChoice::Cpu, project: None, image: None, autosave: false };
+    let opts = AppOptions {
+        model_dir: model.to_path_buf(),
+        backend: BackendChoice::Cpu,
+        project: None,
+        image: None,
+        autosave: false,
+        fallback_model: None,
+    };
     Harness::builder().with_size(egui::vec2(1280.0, 860.0)).build_eframe(move |cc| NvgApp::new(&cc.egui_ctx, opts, false))
 }
 
@@ -263,6 +300,21 @@ fn step_until(h: &mut Harness<'static, NvgApp>, what: &str, cond: impl Fn(&NvgAp
         std::thread::sleep(Duration::from_millis(5));
     }
     h.step();
+}
+
+#[test]
+fn ui_without_a_model_offers_a_folder_and_loads_it() {
+    let (d, good) = model_dir();
+    let mut h = harness(&d.path().join("missing"));
+    step_until(&mut h, "load failure", |a| a.error().is_some());
+    assert!(h.state().editor().is_none());
+    h.get_by_label_contains("The model could not be loaded");
+    h.get_by_label("Open model folder…");
+    h.state_mut().open_model(&good);
+    ready(&mut h);
+    assert_eq!(h.state().model_dir(), good.as_path());
+    assert!(h.state().error().is_none(), "{:?}", h.state().error());
+    assert!(h.state().stage_image(0).is_some());
 }
 
 fn ready(h: &mut Harness<'static, NvgApp>) {
@@ -350,6 +402,30 @@ fn ui_save_reopen_and_bad_files_keep_the_document() {
     let err = h.state_mut().save_project(&d.path().join("missing-dir").join("x.ron")).unwrap_err();
     assert!(err.contains("x.ron"), "{err}");
     assert_eq!(h.state().editor().unwrap().state(), &saved);
+    // A read-only folder (root ignores permissions, so only checked where they bite) and a
+    // target that is a folder: a message in the UI, the document and the old file untouched.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = d.path().join("read-only");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if std::fs::write(ro.join("probe"), b"x").is_err() {
+            let err = h.state_mut().save_project(&ro.join("ro.ron")).unwrap_err();
+            assert!(err.contains("ro.ron"), "{err}");
+            h.step();
+            h.get_by_label_contains("ro.ron");
+        }
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let folder = d.path().join("a-folder.ron");
+    std::fs::create_dir(&folder).unwrap();
+    let err = h.state_mut().save_project(&folder).unwrap_err();
+    assert!(err.contains("a-folder.ron"), "{err}");
+    h.step();
+    h.get_by_label_contains("a-folder.ron");
+    assert_eq!(h.state().editor().unwrap().state(), &saved);
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the saved project is untouched");
 
     // An image that cannot be decoded.
     let junk = d.path().join("junk.png");

@@ -39,6 +39,8 @@ pub struct AppOptions {
     pub image: Option<PathBuf>,
     /// Autosave the open project.
     pub autosave: bool,
+    /// Model to load when `model_dir` cannot be loaded (the bundled one); `None`: no fallback.
+    pub fallback_model: Option<PathBuf>,
 }
 
 /// Editing tools of the canvas.
@@ -175,6 +177,9 @@ pub struct NvgApp {
     frame_times: std::collections::VecDeque<f32>,
     last_run_ms: Option<u128>,
     pending_open_image: Option<PathBuf>,
+    /// Offer the untitled autosave when the model loads (only at start-up).
+    recover_autosave: bool,
+    ctx: egui::Context,
 }
 
 impl NvgApp {
@@ -182,7 +187,12 @@ impl NvgApp {
     /// is registered (see [`crate::ui::canvas::register`]).
     pub fn new(ctx: &egui::Context, opts: AppOptions, gpu_canvas: bool) -> Self {
         let c = ctx.clone();
-        let worker = WorkerHandle::spawn(opts.model_dir.clone(), opts.backend, Arc::new(move || c.request_repaint()));
+        let worker = WorkerHandle::spawn_with_fallback(
+            opts.model_dir.clone(),
+            opts.fallback_model.clone(),
+            opts.backend,
+            Arc::new(move || c.request_repaint()),
+        );
         let pending_open_image = opts.image.clone();
         Self {
             opts,
@@ -226,6 +236,8 @@ impl NvgApp {
             frame_times: Default::default(),
             last_run_ms: None,
             pending_open_image,
+            recover_autosave: true,
+            ctx: ctx.clone(),
         }
     }
 
@@ -423,6 +435,43 @@ impl NvgApp {
         self.command(Command::UseAsBlueprint { source, keep_structure_upto: keep });
     }
 
+    /// The model folder in use (after a fallback, the fallback's).
+    pub fn model_dir(&self) -> &Path {
+        &self.opts.model_dir
+    }
+
+    /// Loads another model folder: the open document is autosaved, the worker restarted on
+    /// `dir` (falling back to the bundled model if `dir` fails), and a new document opened.
+    pub fn open_model(&mut self, dir: &Path) {
+        if self.autosave_dirty {
+            self.write_autosave();
+        }
+        self.opts.model_dir = dir.to_path_buf();
+        self.opts.project = None;
+        self.recover_autosave = false;
+        self.pending_open_image = None;
+        let c = self.ctx.clone();
+        // Dropping the old handle stops its job (within a flow step) and joins its thread.
+        self.worker = WorkerHandle::spawn_with_fallback(
+            dir.to_path_buf(),
+            self.opts.fallback_model.clone(),
+            self.opts.backend,
+            Arc::new(move || c.request_repaint()),
+        );
+        self.editor = None;
+        self.load_error = None;
+        self.error = None;
+        self.project_path = None;
+        self.history.clear();
+        self.stage_images.clear();
+        self.images_revision = 0;
+        self.requested = 0;
+        self.running = None;
+        self.variations = None;
+        self.blueprint_images.clear();
+        self.status = format!("loading the model in {}…", dir.display());
+    }
+
     /// Starts a new document on the loaded model.
     pub fn new_document(&mut self) {
         if let Some(ed) = self.editor.as_mut() {
@@ -541,8 +590,9 @@ impl NvgApp {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Loaded { info, backend, millis } => {
+            Event::Loaded { info, model_dir, fallback_note, backend, millis } => {
                 self.backend = backend;
+                self.opts.model_dir = model_dir;
                 let class = default_class(&info);
                 self.view.brush_class = class;
                 self.view.active_stage = info.num_stages - 1;
@@ -553,7 +603,7 @@ impl NvgApp {
                 );
                 if let Some(p) = self.opts.project.clone() {
                     let _ = self.open_project(&p);
-                } else if self.opts.autosave {
+                } else if self.opts.autosave && self.recover_autosave {
                     let auto = autosave_path(None);
                     if auto.exists() {
                         if self.open_project(&auto).is_ok() {
@@ -566,6 +616,9 @@ impl NvgApp {
                 }
                 if let Some(img) = self.pending_open_image.take() {
                     self.open_image(&img);
+                }
+                if let Some(note) = fallback_note {
+                    self.error = Some(note);
                 }
             }
             Event::LoadFailed { message } => {

@@ -31,6 +31,11 @@ impl NvgApp {
                     self.open_image(&p);
                 }
             }
+            Action::OpenModel => {
+                if let Some(p) = rfd::FileDialog::new().set_title("Model folder (tokenizer/ + generator/)").pick_folder() {
+                    self.open_model(&p);
+                }
+            }
             Action::Save => match self.project_path.clone() {
                 Some(p) => {
                     let _ = self.save_project(&p);
@@ -97,6 +102,8 @@ impl NvgApp {
                 for a in [Action::New, Action::Open, Action::OpenImage, Action::Save, Action::SaveAs, Action::ExportFinal, Action::ExportStage, Action::ExportStrip] {
                     self.action_button(ui, a, self.editor.is_some());
                 }
+                ui.separator();
+                self.action_button(ui, Action::OpenModel, true);
             });
             ui.menu_button("Edit", |ui| {
                 let (u, r) = self.editor.as_ref().map_or((false, false), |e| (e.undo_len() > 0, e.redo_len() > 0));
@@ -445,9 +452,14 @@ impl NvgApp {
 
     fn canvas(&mut self, ui: &mut egui::Ui) {
         let Some(ed) = self.editor.as_ref() else {
-            ui.centered_and_justified(|ui| match &self.load_error {
+            let load_error = self.load_error.clone();
+            ui.centered_and_justified(|ui| match load_error {
                 Some(e) => {
-                    ui.colored_label(egui::Color32::from_rgb(230, 90, 80), format!("The model could not be loaded.\n{e}"));
+                    ui.vertical_centered(|ui| {
+                        ui.colored_label(egui::Color32::from_rgb(230, 90, 80), format!("The model could not be loaded.\n{e}"));
+                        ui.add_space(8.0);
+                        self.action_button(ui, Action::OpenModel, true);
+                    });
                 }
                 None => {
                     ui.vertical_centered(|ui| {

@@ -13,6 +13,8 @@ pub enum Action {
     Open,
     /// Open an image and encode it into editable layers.
     OpenImage,
+    /// Load another model folder.
+    OpenModel,
     /// Save the project.
     Save,
     /// Save under a new name.
@@ -65,6 +67,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     ActionInfo { action: Action::New, label: "New", shortcut: Some(KeyboardShortcut::new(CMD, Key::N)), tooltip: "Start a new document on the loaded model" },
     ActionInfo { action: Action::Open, label: "Open project…", shortcut: Some(KeyboardShortcut::new(CMD, Key::O)), tooltip: "Open a saved .ron project" },
     ActionInfo { action: Action::OpenImage, label: "Open image…", shortcut: Some(KeyboardShortcut::new(CMD, Key::I)), tooltip: "Encode an image into editable stages (you can also drop a file on the window)" },
+    ActionInfo { action: Action::OpenModel, label: "Open model folder…", shortcut: None, tooltip: "Load another model folder (tokenizer/ + generator/); the open document is autosaved first" },
     ActionInfo { action: Action::SaveAs, label: "Save as…", shortcut: Some(KeyboardShortcut::new(CMD_SHIFT, Key::S)), tooltip: "Save the project under a new name" },
     ActionInfo { action: Action::Save, label: "Save", shortcut: Some(KeyboardShortcut::new(CMD, Key::S)), tooltip: "Save the project (atomic write)" },
     ActionInfo { action: Action::ExportFinal, label: "Export final image…", shortcut: Some(KeyboardShortcut::new(CMD, Key::E)), tooltip: "PNG of the last stage, with the recipe in a text chunk" },

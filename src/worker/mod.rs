@@ -84,6 +84,10 @@ pub enum Event {
     Loaded {
         /// Its identity.
         info: ModelInfo,
+        /// The folder it was loaded from.
+        model_dir: PathBuf,
+        /// Set when the requested model failed and the fallback was loaded instead: why, in one line.
+        fallback_note: Option<String>,
         /// Compute backend in use.
         backend: String,
         /// Load time.
@@ -194,13 +198,25 @@ impl WorkerHandle {
     /// Starts the worker thread, which loads the model in `model_dir` on the chosen backend.
     /// `repaint` is called after every event (the app passes `ctx.request_repaint`).
     pub fn spawn(model_dir: PathBuf, backend: BackendChoice, repaint: Arc<dyn Fn() + Send + Sync>) -> Self {
+        Self::spawn_with_fallback(model_dir, None, backend, repaint)
+    }
+
+    /// Like [`WorkerHandle::spawn`], but when `model_dir` cannot be loaded (missing, truncated,
+    /// wrong kind) the worker loads `fallback` instead (the app passes the bundled model) and says
+    /// why in [`Event::Loaded::fallback_note`]; [`Event::LoadFailed`] only when both fail.
+    pub fn spawn_with_fallback(
+        model_dir: PathBuf,
+        fallback: Option<PathBuf>,
+        backend: BackendChoice,
+        repaint: Arc<dyn Fn() + Send + Sync>,
+    ) -> Self {
         let (tx, req_rx) = unbounded::<Request>();
         let (ev_tx, rx) = unbounded::<Event>();
         let wanted = Arc::new(AtomicU64::new(NOTHING));
         let w = wanted.clone();
         let thread = std::thread::Builder::new()
             .name("nvg-worker".into())
-            .spawn(move || worker_main(model_dir, backend, req_rx, ev_tx, w, repaint))
+            .spawn(move || worker_main(model_dir, fallback, backend, req_rx, ev_tx, w, repaint))
             .ok();
         Self { tx, rx, wanted, thread }
     }
@@ -265,6 +281,13 @@ pub fn model_info(dir: &Path, bundle: &Bundle) -> ModelInfo {
     }
 }
 
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 /// SHA-256 (hex, first 16 characters) over the weights and metadata of `dir/tokenizer` and
 /// `dir/generator`.
 pub fn model_hash(dir: &Path) -> std::io::Result<String> {
@@ -310,6 +333,7 @@ pub fn image_job(spec: &RunSpec) -> ImageJob {
 
 fn worker_main(
     model_dir: PathBuf,
+    fallback: Option<PathBuf>,
     choice: BackendChoice,
     rx: Receiver<Request>,
     tx: Sender<Event>,
@@ -328,11 +352,24 @@ fn worker_main(
             crate::backend::cpu()
         }
     };
-    let bundle = match load_bundle(&model_dir, &backend.device) {
-        Ok(b) => b,
+    let loaded = match load_bundle(&model_dir, &backend.device) {
+        Ok(b) => Ok((b, model_dir.clone(), None)),
+        Err(e) => match fallback.as_ref().filter(|f| !same_dir(f, &model_dir)) {
+            Some(f) => match load_bundle(f, &backend.device) {
+                Ok(b) => Ok((b, f.clone(), Some(format!("could not load {}: {e} — opened the bundled model instead", model_dir.display())))),
+                Err(e2) => Err(format!("{e}; the bundled model failed too: {e2}")),
+            },
+            None => Err(e.to_string()),
+        },
+    };
+    let (bundle, model_dir, fallback_note) = match loaded {
+        Ok(l) => l,
         Err(e) => {
             send(Event::LoadFailed {
-                message: format!("{e} — restore {} from git, or pass --model DIR", model_dir.display()),
+                message: format!(
+                    "{e} — choose a model folder (File > Open model folder…), pass --model DIR, or restore {} from git",
+                    model_dir.display()
+                ),
             });
             // Keep answering so the UI can report failures instead of hanging.
             for req in rx.iter() {
@@ -350,7 +387,13 @@ fn worker_main(
         }
     };
     let info = model_info(&model_dir, &bundle);
-    send(Event::Loaded { info, backend: backend.description.clone(), millis: t0.elapsed().as_millis() });
+    send(Event::Loaded {
+        info,
+        model_dir,
+        fallback_note,
+        backend: backend.description.clone(),
+        millis: t0.elapsed().as_millis(),
+    });
     let w = Worker { bundle, backend, wanted, send: &send };
 
     while let Ok(req) = rx.recv() {
