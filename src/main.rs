@@ -284,12 +284,20 @@ enum Command {
         /// Repetitions per measurement (median reported).
         #[arg(long, default_value_t = 20)]
         reps: usize,
-        /// What to measure: tokenizer, generator, or all.
+        /// What to measure: tokenizer, generator, all (both), or editor (UI frame time while the
+        /// worker runs, edit → first updated thumbnail, memory after many edits; on the bundled
+        /// model or --model, with the editor's 10 flow steps unless --flow-steps is given).
         #[arg(long, default_value = "all")]
         what: String,
-        /// Structure flow steps of the generation benchmark.
-        #[arg(long, default_value_t = 25)]
-        flow_steps: usize,
+        /// Structure flow steps of the generation benchmark (default 25; the editor's default 10).
+        #[arg(long)]
+        flow_steps: Option<usize>,
+        /// Model folder of the editor benchmark (default: the bundled model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Number of edits of the editor benchmark's memory measurement.
+        #[arg(long, default_value_t = 100)]
+        edits: usize,
     },
     /// Measure a model (tokenizer PSNR, judge accuracy, Fréchet distances) and write the model card.
     ///
@@ -472,14 +480,21 @@ fn run(cli: Cli) -> Result<()> {
             println!("checkpoint: {}", out.display());
             Ok(())
         }
-        Some(Command::Bench { reps, what, flow_steps }) => match what.as_str() {
+        Some(Command::Bench { reps, what, flow_steps, model, edits }) => match what.as_str() {
             "tokenizer" => bench(cli.backend, reps),
-            "generator" => bench_generator(cli.backend, reps, flow_steps),
+            "generator" => bench_generator(cli.backend, reps, flow_steps.unwrap_or(25)),
             "all" => {
                 bench(cli.backend, reps)?;
-                bench_generator(cli.backend, reps, flow_steps)
+                bench_generator(cli.backend, reps, flow_steps.unwrap_or(25))
             }
-            other => bail!("--what {other}: expected tokenizer, generator or all"),
+            "editor" => nvg_studio::app::bench::bench_editor(
+                model.unwrap_or_else(default_model_dir),
+                cli.backend,
+                edits,
+                flow_steps.unwrap_or(10),
+            )
+            .map_err(|e| anyhow::anyhow!("editor bench: {e}")),
+            other => bail!("--what {other}: expected tokenizer, generator, all or editor"),
         },
         Some(Command::Eval(a)) => cli_eval::eval(a, &pick_backend(cli.backend)?),
         Some(Command::EvalSwap(a)) => cli_eval::eval_swap(a, &pick_backend(cli.backend)?),

@@ -19,6 +19,7 @@ use crate::ui::canvas::CpuCanvas;
 use crate::viz;
 use crate::worker::{Event, Request, Variation, WorkerHandle};
 
+pub mod bench;
 mod panels;
 
 /// How often the open project is autosaved when it changed.
