@@ -284,9 +284,10 @@ enum Command {
         /// Repetitions per measurement (median reported).
         #[arg(long, default_value_t = 20)]
         reps: usize,
-        /// What to measure: tokenizer, generator, all (both), or editor (UI frame time while the
+        /// What to measure: tokenizer, generator, all (both), editor (UI frame time while the
         /// worker runs, edit → first updated thumbnail, memory after many edits; on the bundled
-        /// model or --model, with the editor's 10 flow steps unless --flow-steps is given).
+        /// model or --model, with the editor's 10 flow steps unless --flow-steps is given), or
+        /// flow-steps (what fewer structure flow steps change, against 25, over --reps seeds).
         #[arg(long, default_value = "all")]
         what: String,
         /// Structure flow steps of the generation benchmark (default 25; the editor's default 10).
@@ -487,6 +488,7 @@ fn run(cli: Cli) -> Result<()> {
                 bench(cli.backend, reps)?;
                 bench_generator(cli.backend, reps, flow_steps.unwrap_or(25))
             }
+            "flow-steps" => bench_flow_steps(cli.backend, model.unwrap_or_else(default_model_dir), reps),
             "editor" => nvg_studio::app::bench::bench_editor(
                 model.unwrap_or_else(default_model_dir),
                 cli.backend,
@@ -494,7 +496,7 @@ fn run(cli: Cli) -> Result<()> {
                 flow_steps.unwrap_or(10),
             )
             .map_err(|e| anyhow::anyhow!("editor bench: {e}")),
-            other => bail!("--what {other}: expected tokenizer, generator, all or editor"),
+            other => bail!("--what {other}: expected tokenizer, generator, all, editor or flow-steps"),
         },
         Some(Command::Eval(a)) => cli_eval::eval(a, &pick_backend(cli.backend)?),
         Some(Command::EvalSwap(a)) => cli_eval::eval_swap(a, &pick_backend(cli.backend)?),
@@ -1104,6 +1106,57 @@ fn bench_generator(choice: BackendChoice, reps: usize, flow_steps: usize) -> Res
         if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM")) {
             println!("memory peak: {}", line.trim_start_matches("VmHWM:").trim());
         }
+    }
+    Ok(())
+}
+
+/// What fewer structure flow steps cost: each seed is generated with 25 steps (the reference) and
+/// with fewer; content is greedy (top-k 1, CFG as default) so only the flow integration differs.
+/// Reports per step count: time per image, the share of positions whose stage-1 and last-stage
+/// labels equal the reference's, and the PSNR of the final image against the reference.
+fn bench_flow_steps(choice: BackendChoice, model: PathBuf, seeds: usize) -> Result<()> {
+    let b = pick_backend(choice)?;
+    let bundle = load_bundle(&model, &b.device).map_err(|e| anyhow!("{e}"))?;
+    let (tok, g) = (&bundle.tokenizer, &bundle.generator);
+    let classes = bundle.class_names.len();
+    let last = bundle.gcfg.num_stages() - 1;
+    let run = |steps: usize, seed: u64| -> Result<(GranularitySequence, Vec<f32>, f64)> {
+        let settings = SamplerSettings { flow_steps: steps, top_k: 1, top_p: None, ..SamplerSettings::default() };
+        let job = ImageJob::new((seed as usize * 7) % classes, seed);
+        let t = Instant::now();
+        let out = sample(g, tok, bundle.tcfg.phi_weight, &[job], &settings, &mut |_| true, &|| false)?;
+        let img = tok.decode(out.canvas).into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+        Ok((out.sequences[0].clone(), img, t.elapsed().as_secs_f64()))
+    };
+    let seeds: Vec<u64> = (1..=seeds.max(1) as u64).collect();
+    let reference: Vec<_> = seeds.iter().map(|&s| run(25, s)).collect::<Result<_>>()?;
+    println!("flow-steps bench: model {}, {} seeds, greedy content, reference 25 steps", model.display(), seeds.len());
+    println!("| flow steps | time per image | stage-1 labels = reference | last-stage labels = reference | final image PSNR vs reference |");
+    println!("|---|---|---|---|---|");
+    for steps in [25usize, 10, 5, 3, 1] {
+        let (mut t, mut a1, mut al, mut psnr) = (0.0, 0.0, 0.0, 0.0);
+        for (i, &seed) in seeds.iter().enumerate() {
+            let (seq, img, secs) = run(steps, seed)?;
+            let (rseq, rimg, _) = &reference[i];
+            let agree = |s: usize| {
+                let (x, y) = (&seq.stages[s].structure, &rseq.stages[s].structure);
+                x.iter().zip(y).filter(|(a, b)| a == b).count() as f64 / x.len() as f64
+            };
+            t += secs;
+            a1 += agree(1);
+            al += agree(last);
+            let mse = img.iter().zip(rimg).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / img.len() as f64;
+            // Images are in [-1, 1]: peak-to-peak 2.
+            psnr += if mse == 0.0 { 99.0 } else { 10.0 * (4.0 / mse).log10() };
+        }
+        let n = seeds.len() as f64;
+        println!(
+            "| {steps} | {:.2} s | {:.1} % | {:.1} % | {} |",
+            t / n,
+            100.0 * a1 / n,
+            100.0 * al / n,
+            if psnr / n >= 99.0 { "identical".to_string() } else { format!("{:.1} dB", psnr / n) }
+        );
     }
     Ok(())
 }
