@@ -17,3 +17,14 @@ pub mod train;
 pub mod ui;
 pub mod viz;
 pub mod worker;
+
+/// A bundled asset path such as `assets/model`: as given when it exists (relative to the working
+/// directory, or absolute), else the same path under the source tree this binary was built from,
+/// so the commands work from any folder (`cargo run` in a subfolder, an installed binary).
+pub fn bundled(path: &std::path::Path) -> std::path::PathBuf {
+    if path.exists() || path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    if built.exists() { built } else { path.to_path_buf() }
+}

@@ -419,6 +419,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Demo) => demo(cli.backend),
         Some(Command::Info { preset: p }) => info(cli.backend, p),
         Some(Command::Encode { image, model, reference_weights, preset: p, strip, out, json }) => {
+            let model = nvg_studio::bundled(&model);
             let b = pick_backend(cli.backend)?;
             let (cfg, tok) = match reference_weights {
                 Some(w) => {
@@ -530,7 +531,7 @@ fn run(cli: Cli) -> Result<()> {
                 gumbel,
             };
             settings.validate().map_err(|e| anyhow!("{e}"))?;
-            let bundle = load_bundle(&model, &b.device)
+            let bundle = load_bundle(&nvg_studio::bundled(&model), &b.device)
                 .map_err(|e| anyhow!("{e} (restore {DEFAULT_MODEL} or pass --model DIR)"))?;
             let class_id = resolve_class(&bundle.class_names, &class).map_err(|e| anyhow!("--class: {e}"))?;
             let mut job = ImageJob::new(class_id, seed);
@@ -603,6 +604,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Swap { image, sequence, to_class, keep_structure, keep_content, seed, model, out, strip, sweep, flow_steps }) => {
             use nvg_studio::swap::{Keep, grid_figure, render, swap_job};
+            let model = nvg_studio::bundled(&model);
             let b = pick_backend(cli.backend)?;
             let bundle = load_bundle(&model, &b.device)
                 .map_err(|e| anyhow!("{e} (restore {DEFAULT_MODEL} or pass --model DIR)"))?;
@@ -830,7 +832,8 @@ fn bundled_emoji(size: u32) -> Result<Box<dyn ImageSource>> {
 
 /// The emoji sheet at `labels` (a .ron file), or the bundled one.
 fn open_sheet(labels: Option<&Path>) -> Result<data::EmojiSheet> {
-    let path = labels.unwrap_or(Path::new(data::BUNDLED_EMOJI_LABELS));
+    let bundled = nvg_studio::bundled(Path::new(data::BUNDLED_EMOJI_LABELS));
+    let path = labels.unwrap_or(&bundled);
     data::EmojiSheet::open(path).map_err(|e| {
         if labels.is_none() { anyhow!("{e} (run from the repository root, or pass --sheet FILE.ron)") } else { e.into() }
     })
@@ -896,12 +899,7 @@ fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
 /// The bundled model: `assets/model` under the working directory, else under the source tree
 /// this binary was built from (so `cargo run` works from any folder).
 fn default_model_dir() -> PathBuf {
-    let local = PathBuf::from(DEFAULT_MODEL);
-    if local.join("generator").is_dir() {
-        return local;
-    }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL);
-    if built.join("generator").is_dir() { built } else { local }
+    nvg_studio::bundled(Path::new(DEFAULT_MODEL))
 }
 
 fn edit(choice: BackendChoice, args: EditArgs) -> Result<()> {
@@ -943,11 +941,11 @@ fn edit(choice: BackendChoice, args: EditArgs) -> Result<()> {
 
 fn demo(choice: BackendChoice) -> Result<()> {
     let b = pick_backend(choice)?;
-    let model = Path::new(DEFAULT_MODEL);
+    let model = &default_model_dir();
     // 1. Encode a sample image into its stages with the bundled tokenizer.
     let (meta, tok) = load_tokenizer(&model.join("tokenizer"), None, &b.device)
         .map_err(|e| anyhow!("{e} (restore {DEFAULT_MODEL} from git, or train one with train-tokenizer)"))?;
-    let input = Path::new("assets/samples/flamingo.png");
+    let input = &nvg_studio::bundled(Path::new("assets/samples/flamingo.png"));
     let out = Path::new("nvg-demo-encode.png");
     encode(&tok, &meta.config, input, Some(out), None, false, &b)?;
     println!(

@@ -118,3 +118,16 @@ fn bad_checkpoints_give_one_line_errors() {
     assert_clean_error(&err, "huge");
     assert!(err.contains("reference-tiny"), "{err}");
 }
+
+#[test]
+fn bundled_assets_are_found_from_any_folder() {
+    // Run from a folder without assets/: the bundled dataset is found next to the sources.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("contact.png");
+    let (ok, _, err) = run(bin().current_dir(dir.path()).args(["dataset", "show", "--out"]).arg(&out));
+    assert!(ok, "{err}");
+    assert!(image::open(&out).unwrap().width() > 0);
+    assert_eq!(nvg_studio::bundled(Path::new("/no/such/abs")), Path::new("/no/such/abs"));
+    assert_eq!(nvg_studio::bundled(Path::new("no-such-rel")), Path::new("no-such-rel"));
+    assert!(nvg_studio::bundled(Path::new("assets/model")).join("generator").is_dir());
+}
