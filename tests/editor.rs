@@ -310,11 +310,19 @@ fn ui_without_a_model_offers_a_folder_and_loads_it() {
     assert!(h.state().editor().is_none());
     h.get_by_label_contains("The model could not be loaded");
     h.get_by_label("Open model folder…");
-    h.state_mut().open_model(&good);
+    h.state_mut().open_model(&good).unwrap();
     ready(&mut h);
     assert_eq!(h.state().model_dir(), good.as_path());
     assert!(h.state().error().is_none(), "{:?}", h.state().error());
     assert!(h.state().stage_image(0).is_some());
+    // With unsaved edits and autosave off, switching models is refused and nothing is lost.
+    h.state_mut().command(Command::SetSeed { seed: 4242 });
+    let before = h.state().editor().unwrap().state().clone();
+    let err = h.state_mut().open_model(&d.path().join("missing")).unwrap_err();
+    assert!(err.contains("unsaved changes"), "{err}");
+    assert_eq!(h.state().editor().unwrap().state(), &before);
+    assert_eq!(h.state().model_dir(), good.as_path());
+    step_until(&mut h, "rerun", |a| a.is_idle());
 }
 
 fn ready(h: &mut Harness<'static, NvgApp>) {

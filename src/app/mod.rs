@@ -178,8 +178,6 @@ pub struct NvgApp {
     frame_times: std::collections::VecDeque<f32>,
     last_run_ms: Option<u128>,
     pending_open_image: Option<PathBuf>,
-    /// Offer the untitled autosave when the model loads (only at start-up).
-    recover_autosave: bool,
     ctx: egui::Context,
 }
 
@@ -237,7 +235,6 @@ impl NvgApp {
             frame_times: Default::default(),
             last_run_ms: None,
             pending_open_image,
-            recover_autosave: true,
             ctx: ctx.clone(),
         }
     }
@@ -441,36 +438,59 @@ impl NvgApp {
         &self.opts.model_dir
     }
 
-    /// Loads another model folder: the open document is autosaved, the worker restarted on
-    /// `dir` (falling back to the bundled model if `dir` fails), and a new document opened.
-    pub fn open_model(&mut self, dir: &Path) {
-        if self.autosave_dirty {
-            self.write_autosave();
+    /// Loads another model folder: the open document is autosaved (untitled documents have one
+    /// slot per model, recovered when that model is loaded again), the worker restarted on `dir`
+    /// (falling back to the bundled model if `dir` fails), and that model's document opened.
+    /// Refused, with the reason, when unsaved edits could not be kept (autosave off or failing).
+    pub fn open_model(&mut self, dir: &Path) -> Result<(), String> {
+        let mut kept_in = None;
+        if let Some(ed) = self.editor.as_ref().filter(|e| e.dirty) {
+            let path = autosave_path(self.project_path.as_deref(), &ed.model.hash);
+            let kept = if self.opts.autosave { self.write_autosave() } else { Err("autosave is off".to_string()) };
+            if let Err(e) = kept {
+                let msg = format!("not switching models: the document has unsaved changes ({e}) — save it first");
+                self.error = Some(msg.clone());
+                return Err(msg);
+            }
+            kept_in = Some(path);
         }
         self.opts.model_dir = dir.to_path_buf();
         self.opts.project = None;
-        self.recover_autosave = false;
         self.pending_open_image = None;
         let c = self.ctx.clone();
-        // Dropping the old handle stops its job (within a flow step) and joins its thread.
-        self.worker = WorkerHandle::spawn_with_fallback(
-            dir.to_path_buf(),
-            self.opts.fallback_model.clone(),
-            self.opts.backend,
-            Arc::new(move || c.request_repaint()),
+        let old = std::mem::replace(
+            &mut self.worker,
+            WorkerHandle::spawn_with_fallback(
+                dir.to_path_buf(),
+                self.opts.fallback_model.clone(),
+                self.opts.backend,
+                Arc::new(move || c.request_repaint()),
+            ),
         );
+        // Dropping the old handle stops its job and joins its thread, which may be in the middle
+        // of loading or encoding: do that off the UI thread.
+        std::thread::spawn(move || drop(old));
         self.editor = None;
         self.load_error = None;
         self.error = None;
         self.project_path = None;
         self.history.clear();
+        self.next_history_id = 1;
         self.stage_images.clear();
         self.images_revision = 0;
         self.requested = 0;
         self.running = None;
+        self.last_run_ms = None;
         self.variations = None;
         self.blueprint_images.clear();
-        self.status = format!("loading the model in {}…", dir.display());
+        self.view.compare = false;
+        self.view.compare_left = CompareSource::Stage(0);
+        self.autosave_dirty = false;
+        self.status = match kept_in {
+            Some(p) => format!("loading the model in {}… (unsaved changes kept in {})", dir.display(), p.display()),
+            None => format!("loading the model in {}…", dir.display()),
+        };
+        Ok(())
     }
 
     /// Starts a new document on the loaded model.
@@ -527,7 +547,7 @@ impl NvgApp {
                 self.project_path = Some(path.to_path_buf());
                 self.status = format!("saved {}", path.display());
                 self.error = None;
-                let _ = std::fs::remove_file(autosave_path(Some(path)));
+                let _ = std::fs::remove_file(autosave_path(Some(path), ""));
                 Ok(())
             }
             Err(e) => {
@@ -604,8 +624,8 @@ impl NvgApp {
                 );
                 if let Some(p) = self.opts.project.clone() {
                     let _ = self.open_project(&p);
-                } else if self.opts.autosave && self.recover_autosave {
-                    let auto = autosave_path(None);
+                } else if self.opts.autosave {
+                    let auto = autosave_path(None, &info.hash);
                     if auto.exists() {
                         if self.open_project(&auto).is_ok() {
                             self.project_path = None;
@@ -619,7 +639,11 @@ impl NvgApp {
                     self.open_image(&img);
                 }
                 if let Some(note) = fallback_note {
-                    self.error = Some(note);
+                    // Keep a project's open error visible next to the fallback note.
+                    self.error = Some(match self.error.take() {
+                        Some(e) => format!("{note}; {e}"),
+                        None => note,
+                    });
                 }
             }
             Event::LoadFailed { message } => {
@@ -770,25 +794,28 @@ impl NvgApp {
         if !self.opts.autosave || !self.autosave_dirty || self.last_autosave.elapsed() < AUTOSAVE_EVERY {
             return;
         }
-        self.write_autosave();
+        let _ = self.write_autosave();
     }
 
-    /// Writes the autosave file now (also on exit).
-    pub fn write_autosave(&mut self) {
-        let Some(ed) = self.editor.as_ref() else { return };
+    /// Writes the autosave file now (also on exit); nothing to do without a document or with
+    /// autosave off.
+    pub fn write_autosave(&mut self) -> Result<(), String> {
+        let Some(ed) = self.editor.as_ref() else { return Ok(()) };
         if !self.opts.autosave {
-            return;
+            return Ok(());
         }
-        let path = autosave_path(self.project_path.as_deref());
+        let path = autosave_path(self.project_path.as_deref(), &ed.model.hash);
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
         let p = Project::new(ed.model.clone(), ed.state().clone(), self.history.clone());
-        match p.save(&path) {
+        let result = p.save(&path).map_err(|e| format!("autosave failed: {e}"));
+        match &result {
             Ok(()) => self.autosave_dirty = false,
-            Err(e) => self.status = format!("autosave failed: {e}"),
+            Err(e) => self.status = e.clone(),
         }
         self.last_autosave = Instant::now();
+        result
     }
 
 }
@@ -800,7 +827,7 @@ impl eframe::App for NvgApp {
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         if self.autosave_dirty {
-            self.write_autosave();
+            let _ = self.write_autosave();
         }
     }
 }

@@ -33,7 +33,7 @@ impl NvgApp {
             }
             Action::OpenModel => {
                 if let Some(p) = rfd::FileDialog::new().set_title("Model folder (tokenizer/ + generator/)").pick_folder() {
-                    self.open_model(&p);
+                    let _ = self.open_model(&p);
                 }
             }
             Action::Save => match self.project_path.clone() {

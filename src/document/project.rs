@@ -263,15 +263,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Where the open project is autosaved: next to it (`.name.autosave.ron`), or for an untitled
-/// project in the user's data folder.
-pub fn autosave_path(project: Option<&Path>) -> PathBuf {
+/// project in the user's data folder, one slot per model (`untitled-<model hash>.autosave.ron`),
+/// so switching models never overwrites another model's untitled document.
+pub fn autosave_path(project: Option<&Path>, model_hash: &str) -> PathBuf {
     match project {
         Some(p) => {
             let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into());
             let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
             dir.join(format!(".{stem}.{AUTOSAVE_SUFFIX}"))
         }
-        None => data_dir().join(format!("untitled.{AUTOSAVE_SUFFIX}")),
+        None => {
+            let tag: String = model_hash.chars().filter(|c| c.is_ascii_alphanumeric()).take(32).collect();
+            data_dir().join(format!("untitled-{tag}.{AUTOSAVE_SUFFIX}"))
+        }
     }
 }
 

@@ -328,7 +328,10 @@ fn save_to_a_read_only_place_fails_and_keeps_the_old_file() {
 
 #[test]
 fn autosave_sits_next_to_the_project() {
-    assert_eq!(autosave_path(Some(Path::new("/a/b/flamingo.ron"))), Path::new("/a/b/.flamingo.autosave.ron"));
+    assert_eq!(autosave_path(Some(Path::new("/a/b/flamingo.ron")), "ab12"), Path::new("/a/b/.flamingo.autosave.ron"));
+    let (a, b) = (autosave_path(None, "ab12"), autosave_path(None, "cd34"));
+    assert_ne!(a, b, "one untitled slot per model");
+    assert!(a.file_name().unwrap().to_string_lossy().starts_with("untitled-ab12"));
 }
 
 use std::path::Path;

@@ -317,7 +317,9 @@ impl ParallelBlock {
 
         // 5. Full bidirectional attention, scale 1/√64 (burn's fused attention: tiled with an
         // online softmax on the CPU backend, the plain composition under autodiff).
-        let opts = AttentionModuleOptions { scale: Some(1.0 / (d as f64).sqrt()), softcap: None, is_causal: false };
+        // `scale: None` is 1/√head_dim = 1/√64 (and lets GPU backends use their flash kernel).
+        debug_assert_eq!(d, HEAD_DIM);
+        let opts = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
         let attn = attention(q, k, v, None, None, opts).swap_dims(1, 2).reshape([b, t, w]);
 
         // 6–7. Fused output projection and gated residual.
@@ -443,6 +445,26 @@ mod tests {
         let n0 = to_vec(x.powi_scalar(2).sum())[0];
         let n1 = to_vec(r.powi_scalar(2).sum())[0];
         assert!((n0 - n1).abs() < 1e-4 * n0);
+    }
+
+    #[test]
+    fn rope_rotates_each_pair_counter_clockwise() {
+        // Token type 1 on axis 0 rotates the first pair by angle 1·θ⁰ = 1 rad:
+        // (x0, x1) → (x0·cos 1 − x1·sin 1, x1·cos 1 + x0·sin 1).
+        let dev = Device::flex();
+        let l = RopeLayout::new(4);
+        let mut ids = vec![0u32; l.num_axes()];
+        ids[0] = 1;
+        let rope = Rope::new(&l, &[ids], &dev);
+        let mut v = vec![0f32; HEAD_DIM];
+        v[0] = 1.0;
+        v[3] = 1.0; // second pair (x0 = 0, x1 = 1), also axis 0 but another frequency
+        let y = to_vec(rope.apply(Tensor::<4>::from_data(TensorData::new(v, [1, 1, 1, HEAD_DIM]), &dev)));
+        let (c, s) = (1f32.cos(), 1f32.sin());
+        assert!((y[0] - c).abs() < 1e-6 && (y[1] - s).abs() < 1e-6, "{:?}", &y[..4]);
+        let f = 10_000f32.powf(-2.0 / 8.0);
+        assert!((y[2] + f.sin()).abs() < 1e-6 && (y[3] - f.cos()).abs() < 1e-6, "{:?}", &y[..4]);
+        assert!(y[4..].iter().all(|v| *v == 0.0));
     }
 
     #[test]
