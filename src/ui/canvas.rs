@@ -390,8 +390,19 @@ impl CpuCanvas {
         Self::default()
     }
 
-    /// Paints the canvas into `rect`.
+    /// Paints the canvas into `rect`. The hovered cluster is drawn as shapes over the composited
+    /// texture (25 % white and a 4-px yellow outline, as the shader does), so moving the pointer
+    /// between clusters neither recomposites nor re-uploads the texture.
     pub fn show(&mut self, ui: &mut egui::Ui, rect: egui::Rect, layers: &CanvasLayers) {
+        let hovered = layers.hovered;
+        let layers = &CanvasLayers { hovered: None, ..*layers };
+        self.show_base(ui, rect, layers);
+        if let Some(h) = hovered.filter(|_| validate(layers).is_some()) {
+            paint_hover(ui.painter(), rect, layers, h);
+        }
+    }
+
+    fn show_base(&mut self, ui: &mut egui::Ui, rect: egui::Rect, layers: &CanvasLayers) {
         let (_, [w, h]) = rect_px(rect, ui.ctx().pixels_per_point());
         let size = [
             (w as usize).clamp(1, CPU_MAX_SIDE),
@@ -426,6 +437,42 @@ impl CpuCanvas {
         if let Some(t) = &self.texture {
             let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
             ui.painter().image(t.id(), rect, uv, egui::Color32::WHITE);
+        }
+    }
+}
+
+/// The hovered cluster of the CPU path as egui shapes: a 25 % white fill over its cells and an
+/// outline (2 px each side, in physical pixels) along every cell edge it shares with another
+/// cluster or the border.
+fn paint_hover(painter: &egui::Painter, rect: egui::Rect, layers: &CanvasLayers, label: u32) {
+    let n = layers.grid_side;
+    let (cw, ch) = (rect.width() / n as f32, rect.height() / n as f32);
+    let fill = egui::Color32::from_white_alpha(HOVER_BRIGHTEN as u8);
+    let [r, g, b] = HOVER_OUTLINE_RGB.map(|v| v as u8);
+    let stroke = egui::Stroke::new(2.0 * HOVER_HALF as f32 / painter.ctx().pixels_per_point(), egui::Color32::from_rgb(r, g, b));
+    let inside = |x: isize, y: isize| {
+        x >= 0 && y >= 0 && (x as usize) < n && (y as usize) < n && layers.labels[y as usize * n + x as usize] == label
+    };
+    for y in 0..n {
+        for x in 0..n {
+            if layers.labels[y * n + x] != label {
+                continue;
+            }
+            let min = rect.min + egui::vec2(x as f32 * cw, y as f32 * ch);
+            let cell = egui::Rect::from_min_size(min, egui::vec2(cw, ch));
+            painter.rect_filled(cell, 0.0, fill);
+            let (xi, yi) = (x as isize, y as isize);
+            let edges = [
+                (!inside(xi, yi - 1), cell.left_top(), cell.right_top()),
+                (!inside(xi, yi + 1), cell.left_bottom(), cell.right_bottom()),
+                (!inside(xi - 1, yi), cell.left_top(), cell.left_bottom()),
+                (!inside(xi + 1, yi), cell.right_top(), cell.right_bottom()),
+            ];
+            for (edge, a, b) in edges {
+                if edge {
+                    painter.line_segment([a, b], stroke);
+                }
+            }
         }
     }
 }
