@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use nvg_studio::backend::{self, Backend, BackendChoice};
 use nvg_studio::data::{self, FolderSource, ImageFolder, ImageSource, SyntheticShapes};
-use nvg_studio::model::tokenizer_io::{import_reference_safetensors, load_tokenizer};
+use nvg_studio::model::tokenizer_io::{import_reference_pytorch, import_reference_safetensors, load_tokenizer};
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
 use nvg_studio::granularity::GranularitySequence;
 use nvg_studio::model::generator::GeneratorConfig;
@@ -67,7 +67,8 @@ enum Command {
         /// Tokenizer checkpoint directory.
         #[arg(long, default_value = DEFAULT_TOKENIZER)]
         model: PathBuf,
-        /// Load reference weights (official key layout, safetensors) instead of --model; needs --preset.
+        /// Load reference weights in the official key layout instead of --model: a .safetensors
+        /// file, or the official PyTorch checkpoint (.ckpt/.pt/.pth, `first_stage_model.*` keys).
         #[arg(long)]
         reference_weights: Option<PathBuf>,
         /// Configuration preset for --reference-weights (small, test-tiny, reference-tiny, paper).
@@ -125,7 +126,7 @@ enum Command {
     ///
     /// Examples:
     ///   nvg-studio generate --class 3 --seed 7 --out img.png --stages-out strip.png
-    ///   nvg-studio generate --class cat --structure-from ref.ron --keep-structure 1..3 --out swap.png
+    ///   nvg-studio generate --class mammal --structure-from ref.ron --keep-structure 1..3 --out swap.png
     Generate {
         /// Class name (case-insensitive) or id.
         #[arg(long)]
@@ -424,7 +425,10 @@ fn run(cli: Cli) -> Result<()> {
             let (cfg, tok) = match reference_weights {
                 Some(w) => {
                     let cfg = preset(&p)?;
-                    (cfg.clone(), import_reference_safetensors(&w, &cfg, &b.device)?)
+                    // .safetensors, or the official PyTorch checkpoint (.ckpt / .pt / .pth).
+                    let torch = w.extension().is_some_and(|e| ["ckpt", "pt", "pth"].iter().any(|x| e.eq_ignore_ascii_case(x)));
+                    let tok = if torch { import_reference_pytorch(&w, &cfg, &b.device)? } else { import_reference_safetensors(&w, &cfg, &b.device)? };
+                    (cfg.clone(), tok)
                 }
                 None => {
                     let (meta, t) = load_tokenizer(&model, None, &b.device)

@@ -131,3 +131,23 @@ fn bundled_assets_are_found_from_any_folder() {
     assert_eq!(nvg_studio::bundled(Path::new("no-such-rel")), Path::new("no-such-rel"));
     assert!(nvg_studio::bundled(Path::new("assets/model")).join("generator").is_dir());
 }
+
+#[test]
+fn encode_reads_reference_weights_from_safetensors_and_the_pytorch_checkpoint_alike() {
+    let Some(v) = common::testvectors() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut outs = Vec::new();
+    for (name, weights) in [("st", "tokenizer.safetensors"), ("pt", "nvg_official_layout.ckpt")] {
+        let out = dir.path().join(format!("{name}.ron"));
+        let (ok, _, err) = run(bin()
+            .arg("encode")
+            .arg(v.join("input_0.png"))
+            .arg("--reference-weights")
+            .arg(v.join(weights))
+            .args(["--preset", "reference-tiny", "--out"])
+            .arg(&out));
+        assert!(ok, "{weights}: {err}");
+        outs.push(GranularitySequence::load(&out).unwrap());
+    }
+    assert_eq!(outs[0], outs[1]);
+}
