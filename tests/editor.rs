@@ -101,6 +101,39 @@ fn worker_reports_every_stage_in_order_and_is_deterministic() {
 }
 
 #[test]
+fn a_run_stopped_after_stage_2_and_resumed_equals_the_uninterrupted_run() {
+    let (_d, m) = model_dir();
+    let (w, info) = spawn(&m);
+    let mut whole = new_editor(&info, 2, 11);
+    run_editor(&w, &mut whole);
+    // An older result of another class, then the class change; its run is stopped after stage 2.
+    let mut ed = new_editor(&info, 1, 11);
+    run_editor(&w, &mut ed);
+    ed.apply(&Command::SetClass { class: 2 }).unwrap();
+    let rev = ed.revision();
+    w.send(Request::Run { revision: rev, spec: Box::new(run_spec(ed.state()).unwrap()) });
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no stage 2");
+        if let Some(Event::Stage { revision, stage, structure, codes, .. }) = w.recv_timeout(Duration::from_millis(200)) {
+            if stage <= 2 {
+                assert!(ed.accept_stage(revision, stage, &structure, &codes).unwrap());
+            }
+            if stage == 2 {
+                w.stop();
+                break;
+            }
+        }
+    }
+    until_done(&w, rev);
+    assert_eq!(ed.state().stale_from, Some(3));
+    // Resumed: the left-over map of stage 3 is regenerated, and the result is the same.
+    assert_eq!(run_spec(ed.state()).unwrap().from_stage, 2);
+    run_editor(&w, &mut ed);
+    assert_eq!(ed.state().sequence, whole.state().sequence);
+}
+
+#[test]
 fn painting_stage_2_reruns_only_stages_from_2() {
     let (_d, m) = model_dir();
     let (w, info) = spawn(&m);
@@ -369,15 +402,17 @@ fn ui_generates_shows_every_stage_and_class_changes_rerun() {
         h.get_by_label(&label);
         assert!(h.state().stage_image(s).is_some(), "stage {s} thumbnail");
     }
-    assert!(h.state().history().len() == 1);
+    let runs = h.state().history().len();
+    assert!(runs >= 1);
+    let prev = h.state().editor().unwrap().state().clone();
+    assert_eq!(h.state().history().last().unwrap().state.sequence, prev.sequence, "the last run is in the history");
     // Pick another class in the searchable picker.
     h.get_by_label("2 · triangle").click();
     h.step();
     assert_eq!(h.state().editor().unwrap().state().class, 2);
     step_until(&mut h, "rerun", |a| a.is_idle());
-    assert_eq!(h.state().history().len(), 2);
-    // Undo restores the previous sequence exactly.
-    let prev = h.state().history()[0].state.clone();
+    assert_eq!(h.state().history().len(), runs + 1);
+    // Undo restores the previous state (and its sequence) exactly.
     h.get_by_label("Undo").click();
     step_until(&mut h, "render after undo", |a| a.is_idle());
     assert_eq!(h.state().editor().unwrap().state(), &prev);
@@ -552,14 +587,16 @@ fn ui_lock_and_class_brushes_paint_by_dragging() {
     // Choose the brush class with a right click in the picker, then paint row 1.
     h.get_by_label("1 · rectangle").click_secondary();
     h.step();
+    let runs = h.state().history().len();
     stroke(&mut h);
     let st = h.state().editor().unwrap().state().clone();
     let map = st.class_map.expect("a class map");
     assert!((4..8).all(|p| map[p] == 1) && map[0] == st.class);
-    assert!(st.stale_from.is_some(), "a class map reruns the image");
     h.step();
     h.get_by_label("Class map legend:");
     step_until(&mut h, "rerun with regional classes", |a| a.is_idle());
+    assert_eq!(h.state().history().len(), runs + 1, "a class map reruns the image");
+    assert_eq!(h.state().history().last().unwrap().state.class_map.as_ref(), Some(&map));
     // The locked row kept its child bits from stage 4 on through the full rerun.
     let after = h.state().editor().unwrap().state().sequence.clone().unwrap();
     assert!(after.validate().is_ok());

@@ -162,6 +162,41 @@ fn accept_stage_fills_a_blank_sequence_stage_by_stage() {
 }
 
 #[test]
+fn an_interrupted_run_keeps_a_valid_hierarchy_and_resumes_one_stage_early() {
+    let m = model();
+    // An older result, then a new run that finished only stages 0–2 (other maps at stages 1–2).
+    let mut s = generated();
+    apply(&mut s, &m, &Command::SetClass { class: 1 }).unwrap();
+    // Stage 1 splits by column parity, stage 2 then by the next bit: nested, unlike `sequence()`.
+    let new: Vec<Vec<u32>> = vec![vec![0; 16], (0..16u32).map(|p| p % 2).collect(), (0..16u32).map(|p| (p % 2) * 2 + (p >> 1) % 2).collect()];
+    for (st, map) in new.iter().enumerate() {
+        accept_stage(&mut s, &m, st, map, &vec![1; 1 << st]).unwrap();
+    }
+    assert_eq!((s.stale_from, s.stale_map), (Some(3), true));
+    // The left-over stages 3–4 were re-nested under the new stage 2: a valid hierarchy.
+    let seq = s.sequence.as_ref().unwrap();
+    check_sequence(seq, &m).unwrap();
+    for p in 0..16 {
+        assert_eq!(seq.stages[3].structure[p] >> 1, seq.stages[2].structure[p]);
+    }
+    // The next run regenerates map 3: it starts at stage 2.
+    assert_eq!(run_spec(&s).unwrap().from_stage, 2);
+    // An edit below the stale region changes nothing about that.
+    apply(&mut s, &m, &Command::RerollStage { stage: 4, seed: 5 }).unwrap();
+    assert_eq!(run_spec(&s).unwrap().from_stage, 2);
+    // Painting the left-over map makes it the user's: the run keeps it and starts at stage 3.
+    apply(&mut s, &m, &Command::PaintStructure { stage: 3, parent: None, positions: vec![0, 1], child: 1 }).unwrap();
+    assert_eq!((s.stale_from, s.stale_map), (Some(3), false));
+    assert_eq!(run_spec(&s).unwrap().from_stage, 3);
+    // An edit before the stale region: the map there is current.
+    let mut t = s.clone();
+    t.stale_map = true;
+    apply(&mut t, &m, &Command::RerollStage { stage: 1, seed: 9 }).unwrap();
+    assert_eq!((t.stale_from, t.stale_map), (Some(1), false));
+    assert_eq!(run_spec(&t).unwrap().from_stage, 1);
+}
+
+#[test]
 fn run_spec_resumes_and_forces_the_blueprint() {
     let m = model();
     let mut s = generated();
