@@ -384,6 +384,34 @@ fn switching_models_keeps_each_untitled_document_in_its_own_autosave() {
     assert_eq!(h.state().editor().unwrap().state(), &edited);
 }
 
+#[test]
+fn ui_variations_wait_for_pending_stages_then_one_can_be_accepted() {
+    let (_d, m) = model_dir();
+    let mut h = harness(&m);
+    ready(&mut h);
+    h.state_mut().set_active_stage(2);
+    // Right after an edit, stages from 0 are pending: variations would be built on stale stages.
+    h.state_mut().command(Command::SetClass { class: 2 });
+    h.state_mut().request_variations();
+    assert!(h.state().error().is_some_and(|e| e.contains("not up to date")), "{:?}", h.state().error());
+    step_until(&mut h, "rerun", |a| a.is_idle());
+    let before = h.state().editor().unwrap().state().clone();
+    h.state_mut().request_variations();
+    step_until(&mut h, "variations", |a| a.variations().is_some_and(|v| !v.is_empty()));
+    let n = h.state().variations().unwrap().len();
+    assert!(n >= 2);
+    let v1 = h.state().variations().unwrap()[1].sequence.clone();
+    for s in 0..2 {
+        assert_eq!(v1.stages[s], before.sequence.as_ref().unwrap().stages[s], "stages before 2 are kept");
+    }
+    h.state_mut().accept_variation(1);
+    step_until(&mut h, "render", |a| a.is_idle());
+    assert_eq!(h.state().editor().unwrap().state().sequence.as_ref(), Some(&v1));
+    h.state_mut().undo();
+    step_until(&mut h, "render after undo", |a| a.is_idle());
+    assert_eq!(h.state().editor().unwrap().state(), &before);
+}
+
 fn ready(h: &mut Harness<'static, NvgApp>) {
     step_until(h, "model", |a| a.editor().is_some());
     let mut st = h.state().editor().unwrap().state().clone();

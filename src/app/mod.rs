@@ -404,6 +404,13 @@ impl NvgApp {
             return;
         }
         let stage = self.view.active_stage;
+        // Variations are built on the stages before `stage`: those must reflect the edits.
+        if let Some(from) = run_spec(ed.state()).map(|s| s.from_stage).filter(|&f| f <= stage) {
+            self.error = Some(format!(
+                "stage {from} and later are not up to date yet: let the run finish (or Run, Ctrl+Enter), then ask for variations from stage {stage}"
+            ));
+            return;
+        }
         let mut spec = run_spec_from(ed.state(), stage);
         spec.from_stage = stage;
         let base = ed.state().seed_of_stage(stage);
