@@ -405,7 +405,7 @@ impl NvgApp {
         }
         let stage = self.view.active_stage;
         // Variations are built on the stages before `stage`: those must reflect the edits.
-        if let Some(from) = run_spec(ed.state()).map(|s| s.from_stage).filter(|&f| f <= stage) {
+        if let Some(from) = ed.state().stale_from.filter(|&f| f <= stage) {
             self.error = Some(format!(
                 "stage {from} and later are not up to date yet: let the run finish (or Run, Ctrl+Enter), then ask for variations from stage {stage}"
             ));

@@ -626,6 +626,11 @@ pub fn apply(state: &mut State, model: &ModelInfo, cmd: &Command) -> Result<Effe
         }
         Command::UseAsBlueprint { source, keep_structure_upto } => {
             let seq = state.sequence.as_ref().ok_or(EditError::NoSequence)?;
+            if let Some(f) = state.stale_from {
+                return Err(EditError::Invalid(format!(
+                    "stages from {f} are not up to date yet: let the run finish, then use the result as blueprint"
+                )));
+            }
             check_stage((*keep_structure_upto).max(1), model, 1)?;
             state.blueprint = Some(Blueprint {
                 source: source.clone(),
@@ -679,8 +684,20 @@ fn renest_below(seq: &mut GranularitySequence, stage: usize) {
     for s in stage + 1..seq.stages.len() {
         let (before, rest) = seq.stages.split_at_mut(s);
         let parents = &before[s - 1].structure;
-        for (label, &parent) in rest[0].structure.iter_mut().zip(parents) {
+        let st = &mut rest[0];
+        // Codes are indexed by label: each new cluster takes the code of the old cluster of its
+        // first position, so a cluster that only got a new label keeps its code (locks look
+        // codes up this way). Labels no position has keep their old entry (never used).
+        let old_codes = st.codes.clone();
+        let mut taken = vec![false; old_codes.len()];
+        for (label, &parent) in st.structure.iter_mut().zip(parents) {
+            let old = *label as usize;
             *label = parent * 2 + (*label & 1);
+            let new = *label as usize;
+            if new < st.codes.len() && !taken[new] {
+                taken[new] = true;
+                st.codes[new] = old_codes.get(old).copied().unwrap_or(st.codes[new]);
+            }
         }
     }
 }

@@ -197,6 +197,24 @@ fn an_interrupted_run_keeps_a_valid_hierarchy_and_resumes_one_stage_early() {
 }
 
 #[test]
+fn renesting_keeps_every_position_s_code() {
+    // Swap the two halves at stage 1: every later cluster is relabelled, none merges, and each
+    // position must keep its code (locks look codes up by label).
+    let old = sequence();
+    let mut seq = old.clone();
+    seq.stages[1].structure = (0..16u32).map(|p| 1 - (p >> 3)).collect();
+    renest_below(&mut seq, 1);
+    check_sequence(&seq, &model()).unwrap();
+    for s in 2..5 {
+        for p in 0..16 {
+            let (a, b) = (&old.stages[s], &seq.stages[s]);
+            assert_ne!(a.structure[p], b.structure[p], "relabelled");
+            assert_eq!(b.codes[b.structure[p] as usize], a.codes[a.structure[p] as usize], "stage {s} position {p}");
+        }
+    }
+}
+
+#[test]
 fn run_spec_resumes_and_forces_the_blueprint() {
     let m = model();
     let mut s = generated();
