@@ -3,7 +3,9 @@
 //! Undo points are whole snapshots of [`State`] (a document is a few kilobytes). A command that
 //! changes nothing makes no undo point; a stroke is one command, so one undo point. Results that
 //! arrive from the worker ([`Editor::accept_stage`]) update the current state in place without an
-//! undo point, so undoing an edit goes back to the complete result that preceded it.
+//! undo point, so undoing an edit goes back to the state that preceded it — the complete result
+//! when the edit followed a finished run (an edit made mid-run returns to the partial result,
+//! and the app reruns its stale stages).
 //!
 //! The revision counts every change of the editable state, undo and redo included; the worker
 //! tags its results with the revision they were computed for and the app drops any other.
