@@ -385,32 +385,6 @@ fn ui_without_a_model_offers_a_folder_and_loads_it() {
 }
 
 #[test]
-fn switching_models_keeps_each_untitled_document_in_its_own_autosave() {
-    let d = tempfile::tempdir().unwrap();
-    let (a, b) = (d.path().join("model-a"), d.path().join("model-b"));
-    common::tiny_model_dir(&a, 3);
-    common::tiny_model_dir(&b, 4);
-    // The only test that autosaves: its data folder is private to it.
-    unsafe { std::env::set_var("NVG_STUDIO_DATA", d.path().join("data")) };
-    let opts = AppOptions { model_dir: a.clone(), backend: BackendChoice::Cpu, project: None, image: None, autosave: true, fallback_model: None };
-    let mut h = Harness::builder().with_size(egui::vec2(1280.0, 860.0)).build_eframe(move |cc| NvgApp::new(&cc.egui_ctx, opts, false));
-    ready(&mut h);
-    h.state_mut().command(Command::SetSeed { seed: 9191 });
-    step_until(&mut h, "rerun", |a| a.is_idle());
-    let edited = h.state().editor().unwrap().state().clone();
-    h.state_mut().open_model(&b).unwrap();
-    assert!(h.state().status().contains("unsaved changes kept in"), "{}", h.state().status());
-    step_until(&mut h, "model b", |a| a.editor().is_some());
-    assert_ne!(h.state().editor().unwrap().state().seed, 9191, "model b starts its own document");
-    step_until(&mut h, "model b run", |a| a.is_idle());
-    // Back to model a: its untitled document comes back as it was.
-    h.state_mut().open_model(&a).unwrap();
-    step_until(&mut h, "model a", |a| a.editor().is_some());
-    assert!(h.state().status().contains("recovered"), "{}", h.state().status());
-    assert_eq!(h.state().editor().unwrap().state(), &edited);
-}
-
-#[test]
 fn ui_variations_wait_for_pending_stages_then_one_can_be_accepted() {
     let (_d, m) = model_dir();
     let mut h = harness(&m);

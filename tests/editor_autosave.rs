@@ -1,0 +1,60 @@
+//! Autosave across model switches, in its own test binary: it points `NVG_STUDIO_DATA` at a
+//! temporary folder, which must not race with other tests' threads.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui_kittest::Harness;
+use nvg_studio::app::{AppOptions, NvgApp};
+use nvg_studio::backend::BackendChoice;
+use nvg_studio::document::{Command, Settings};
+
+fn step_until(h: &mut Harness<'static, NvgApp>, what: &str, cond: impl Fn(&NvgApp) -> bool) {
+    let t0 = Instant::now();
+    while !cond(h.state()) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "timed out waiting for {what}; status: {}", h.state().status());
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.step();
+}
+
+fn ready(h: &mut Harness<'static, NvgApp>) {
+    step_until(h, "model", |a| a.editor().is_some());
+    let mut st = h.state().editor().unwrap().state().clone();
+    st.settings = Settings { flow_steps: 3, ..Settings::default() };
+    st.sequence = None;
+    st.stale_from = Some(0);
+    st.stale_map = false;
+    h.state_mut().command(Command::Restore { state: Box::new(st) });
+    step_until(h, "first run", |a| a.is_idle());
+}
+
+#[test]
+fn switching_models_keeps_each_untitled_document_in_its_own_autosave() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("model-a"), d.path().join("model-b"));
+    common::tiny_model_dir(&a, 3);
+    common::tiny_model_dir(&b, 4);
+    // Its own data folder, set before any other thread runs (this binary holds only this test).
+    unsafe { std::env::set_var("NVG_STUDIO_DATA", d.path().join("data")) };
+    let opts = AppOptions { model_dir: a.clone(), backend: BackendChoice::Cpu, project: None, image: None, autosave: true, fallback_model: None };
+    let mut h = Harness::builder().with_size(egui::vec2(1280.0, 860.0)).build_eframe(move |cc| NvgApp::new(&cc.egui_ctx, opts, false));
+    ready(&mut h);
+    h.state_mut().command(Command::SetSeed { seed: 9191 });
+    step_until(&mut h, "rerun", |a| a.is_idle());
+    let edited = h.state().editor().unwrap().state().clone();
+    h.state_mut().open_model(&b).unwrap();
+    assert!(h.state().status().contains("unsaved changes kept in"), "{}", h.state().status());
+    step_until(&mut h, "model b", |a| a.editor().is_some());
+    assert_ne!(h.state().editor().unwrap().state().seed, 9191, "model b starts its own document");
+    step_until(&mut h, "model b run", |a| a.is_idle());
+    // Back to model a: its untitled document comes back as it was.
+    h.state_mut().open_model(&a).unwrap();
+    step_until(&mut h, "model a", |a| a.editor().is_some());
+    assert!(h.state().status().contains("recovered"), "{}", h.state().status());
+    assert_eq!(h.state().editor().unwrap().state(), &edited);
+}
+
