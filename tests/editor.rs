@@ -478,6 +478,12 @@ fn ui_save_reopen_and_bad_files_keep_the_document() {
     let saved = h.state().editor().unwrap().state().clone();
     h.state_mut().command(Command::SetSeed { seed: 777 });
     step_until(&mut h, "rerun", |a| a.is_idle());
+    // Unsaved edits with autosave off: opening another document is refused, nothing lost.
+    let edited = h.state().editor().unwrap().state().clone();
+    let err = h.state_mut().open_project(&path).unwrap_err();
+    assert!(err.contains("unsaved changes"), "{err}");
+    assert_eq!(h.state().editor().unwrap().state(), &edited);
+    h.state_mut().save_project(&d.path().join("p-777.ron")).unwrap();
     h.state_mut().open_project(&path).unwrap();
     assert_eq!(h.state().editor().unwrap().state(), &saved);
     step_until(&mut h, "render", |a| a.is_idle());

@@ -56,5 +56,34 @@ fn switching_models_keeps_each_untitled_document_in_its_own_autosave() {
     step_until(&mut h, "model a", |a| a.editor().is_some());
     assert!(h.state().status().contains("recovered"), "{}", h.state().status());
     assert_eq!(h.state().editor().unwrap().state(), &edited);
+    step_until(&mut h, "render", |a| a.is_idle());
+
+    // New on an edited untitled document: it is kept in its own copy (the slot is reused).
+    h.state_mut().command(Command::SetSeed { seed: 5151 });
+    step_until(&mut h, "rerun", |a| a.is_idle());
+    let edited = h.state().editor().unwrap().state().clone();
+    h.state_mut().new_document();
+    assert!(h.state().status().contains("kept in"), "{}", h.state().status());
+    let kept: Vec<_> = std::fs::read_dir(d.path().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".kept.ron"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(nvg_studio::document::Project::load(&kept[0]).unwrap().state, edited);
+    step_until(&mut h, "new document run", |a| a.is_idle());
+
+    // A project's newer autosave holds unsaved edits: opening the project recovers them.
+    let project = d.path().join("p.ron");
+    h.state_mut().save_project(&project).unwrap();
+    h.state_mut().command(Command::SetSeed { seed: 6161 });
+    step_until(&mut h, "rerun", |a| a.is_idle());
+    let unsaved = h.state().editor().unwrap().state().clone();
+    std::thread::sleep(Duration::from_millis(20));
+    h.state_mut().write_autosave().unwrap();
+    h.state_mut().open_project(&project).unwrap();
+    assert!(h.state().status().contains("recovered"), "{}", h.state().status());
+    assert_eq!(h.state().editor().unwrap().state(), &unsaved);
+    assert!(h.state().editor().unwrap().dirty);
 }
 

@@ -11,7 +11,7 @@ use image::RgbImage;
 
 use crate::backend::BackendChoice;
 use crate::document::{
-    self, Command, Editor, HistoryEntry, ModelInfo, Project, Recipe, State, UndoOutcome, autosave_path, run_spec,
+    self, Command, Editor, HistoryEntry, ModelInfo, Project, Recipe, State, UndoOutcome, autosave_path, kept_copy_path, run_spec,
     run_spec_from,
 };
 use crate::granularity::GranularitySequence;
@@ -450,17 +450,7 @@ impl NvgApp {
     /// (falling back to the bundled model if `dir` fails), and that model's document opened.
     /// Refused, with the reason, when unsaved edits could not be kept (autosave off or failing).
     pub fn open_model(&mut self, dir: &Path) -> Result<(), String> {
-        let mut kept_in = None;
-        if let Some(ed) = self.editor.as_ref().filter(|e| e.dirty) {
-            let path = autosave_path(self.project_path.as_deref(), &ed.model.hash);
-            let kept = if self.opts.autosave { self.write_autosave() } else { Err("autosave is off".to_string()) };
-            if let Err(e) = kept {
-                let msg = format!("not switching models: the document has unsaved changes ({e}) — save it first");
-                self.error = Some(msg.clone());
-                return Err(msg);
-            }
-            kept_in = Some(path);
-        }
+        let kept_in = self.keep_unsaved("not switching models", true)?;
         self.opts.model_dir = dir.to_path_buf();
         self.opts.project = None;
         self.pending_open_image = None;
@@ -500,8 +490,46 @@ impl NvgApp {
         Ok(())
     }
 
-    /// Starts a new document on the loaded model.
+    /// Before the open document is replaced (New, Open, another model): unsaved changes are
+    /// written where they survive — a titled project's autosave next to it, an untitled
+    /// document's own kept copy (its autosave slot is about to be reused). Returns where; refused
+    /// (with `what` and the reason shown) when they cannot be kept, e.g. with autosave off.
+    /// With `slot_recovered`, an untitled document goes to its model's autosave slot instead
+    /// (when the next document belongs to a model whose load recovers that slot).
+    fn keep_unsaved(&mut self, what: &str, slot_recovered: bool) -> Result<Option<PathBuf>, String> {
+        let Some(ed) = self.editor.as_ref().filter(|e| e.dirty) else { return Ok(None) };
+        let kept = if !self.opts.autosave {
+            Err("autosave is off".to_string())
+        } else if self.project_path.is_some() || slot_recovered {
+            let path = autosave_path(self.project_path.as_deref(), &ed.model.hash);
+            self.write_autosave().map(|()| path)
+        } else {
+            let path = kept_copy_path(&ed.model.hash);
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            Project::new(ed.model.clone(), ed.state().clone(), self.history.clone())
+                .save(&path)
+                .map(|()| path)
+                .map_err(|e| e.to_string())
+        };
+        match kept {
+            Ok(p) => Ok(Some(p)),
+            Err(e) => {
+                let msg = format!("{what}: the document has unsaved changes ({e}) — save it first");
+                self.error = Some(msg.clone());
+                Err(msg)
+            }
+        }
+    }
+
+    /// Starts a new document on the loaded model (unsaved changes are kept first, see
+    /// [`NvgApp::open_model`]).
     pub fn new_document(&mut self) {
+        let kept = match self.keep_unsaved("no new document", false) {
+            Ok(k) => k,
+            Err(_) => return,
+        };
         if let Some(ed) = self.editor.as_mut() {
             let class = default_class(&ed.model);
             let model = ed.model.clone();
@@ -511,21 +539,43 @@ impl NvgApp {
             self.stage_images.clear();
             self.images_revision = 0;
             self.variations = None;
-            self.status = "new document".into();
+            self.autosave_dirty = false;
+            self.status = match kept {
+                Some(p) => format!("new document (unsaved changes of the last one kept in {})", p.display()),
+                None => "new document".into(),
+            };
         }
     }
 
     /// Opens a project file; on error the current document is untouched and the message shown.
     pub fn open_project(&mut self, path: &Path) -> Result<(), String> {
-        let Some(ed) = self.editor.as_mut() else { return Err("the model is not loaded yet".into()) };
-        let result = Project::load(path).map_err(|e| e.to_string()).and_then(|p| {
+        if self.editor.is_none() {
+            return Err("the model is not loaded yet".into());
+        }
+        // A newer autosave of this project holds edits that were never saved: open those.
+        let auto = autosave_path(Some(path), "");
+        let newer = |a: &Path, b: &Path| match (std::fs::metadata(a).and_then(|m| m.modified()), std::fs::metadata(b).and_then(|m| m.modified())) {
+            (Ok(x), Ok(y)) => x > y,
+            _ => false,
+        };
+        let from_autosave = auto.exists() && newer(&auto, path) && Project::load(&auto).is_ok();
+        let source = if from_autosave { auto.clone() } else { path.to_path_buf() };
+        let ed = self.editor.as_ref().expect("checked");
+        let result = Project::load(&source).map_err(|e| e.to_string()).and_then(|p| {
             let note = p.check_model(path, &ed.model).map_err(|e| e.to_string())?;
             Ok((p, note))
         });
+        if let Err(e) = &result {
+            self.error = Some(e.clone());
+            return Err(e.clone());
+        }
+        let kept = self.keep_unsaved("not opening the project", false)?;
+        let ed = self.editor.as_mut().expect("checked");
         match result {
             Ok((p, note)) => {
                 let model = ed.model.clone();
                 ed.reset(model, p.state);
+                ed.dirty = from_autosave;
                 self.next_history_id = p.history.iter().map(|h| h.id + 1).max().unwrap_or(1);
                 self.history = p.history;
                 self.project_path = Some(path.to_path_buf());
@@ -534,13 +584,18 @@ impl NvgApp {
                 self.variations = None;
                 self.blueprint_images.clear();
                 self.error = None;
-                self.status = note.unwrap_or_else(|| format!("opened {}", path.display()));
+                self.autosave_dirty = false;
+                let mut status = note.unwrap_or_else(|| format!("opened {}", path.display()));
+                if from_autosave {
+                    status = format!("{status} — with unsaved changes recovered from {} (newer); Save keeps them", auto.display());
+                }
+                if let Some(k) = kept {
+                    status = format!("{status} (unsaved changes of the last document kept in {})", k.display());
+                }
+                self.status = status;
                 Ok(())
             }
-            Err(e) => {
-                self.error = Some(e.clone());
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 
@@ -551,10 +606,17 @@ impl NvgApp {
         match p.save(path) {
             Ok(()) => {
                 ed.dirty = false;
+                let was_untitled = self.project_path.is_none();
+                let hash = ed.model.hash.clone();
                 self.project_path = Some(path.to_path_buf());
                 self.status = format!("saved {}", path.display());
                 self.error = None;
+                self.autosave_dirty = false;
                 let _ = std::fs::remove_file(autosave_path(Some(path), ""));
+                if was_untitled && self.opts.autosave {
+                    // The untitled autosave now duplicates the saved project.
+                    let _ = std::fs::remove_file(autosave_path(None, &hash));
+                }
                 Ok(())
             }
             Err(e) => {
@@ -629,17 +691,30 @@ impl NvgApp {
                     "model '{}' loaded in {millis} ms — try: paint stage 1 with the structure brush, pick another class, or open an image (Ctrl+I)",
                     info.name
                 );
+                // The untitled autosave slot of this model is either recovered or moved aside,
+                // never overwritten by the new document's autosave.
+                let auto = autosave_path(None, &info.hash);
+                let set_aside = |auto: &Path| -> Option<PathBuf> {
+                    let kept = kept_copy_path(&info.hash);
+                    std::fs::rename(auto, &kept).ok().map(|()| kept)
+                };
                 if let Some(p) = self.opts.project.clone() {
                     let _ = self.open_project(&p);
-                } else if self.opts.autosave {
-                    let auto = autosave_path(None, &info.hash);
-                    if auto.exists() {
-                        if self.open_project(&auto).is_ok() {
-                            self.project_path = None;
-                            self.status = format!("recovered the autosaved untitled document ({})", auto.display());
-                        } else {
-                            self.error = None;
+                    if self.opts.autosave && self.project_path.is_none() && auto.exists() {
+                        if let Some(k) = set_aside(&auto) {
+                            self.status = format!("the previous untitled autosave was moved to {}", k.display());
                         }
+                    }
+                } else if self.opts.autosave && auto.exists() {
+                    if self.open_project(&auto).is_ok() {
+                        self.project_path = None;
+                        self.status = format!("recovered the autosaved untitled document ({})", auto.display());
+                    } else {
+                        let why = self.error.take().unwrap_or_default();
+                        self.error = Some(match set_aside(&auto) {
+                            Some(k) => format!("the untitled autosave could not be recovered ({why}); it was moved to {}", k.display()),
+                            None => format!("the untitled autosave could not be recovered ({why})"),
+                        });
                     }
                 }
                 if let Some(img) = self.pending_open_image.take() {

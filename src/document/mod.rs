@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::granularity::{GranularitySequence, SequenceStage};
 
 pub use editor::{Editor, UndoOutcome};
-pub use project::{AUTOSAVE_SUFFIX, HistoryEntry, PROJECT_FORMAT, PROJECT_VERSION, Project, ProjectError, Recipe, autosave_path, write_atomic};
+pub use project::{
+    AUTOSAVE_SUFFIX, HistoryEntry, PROJECT_FORMAT, PROJECT_VERSION, Project, ProjectError, Recipe, autosave_path, kept_copy_path,
+    write_atomic,
+};
 
 /// What a document needs to know about the model it was made with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -279,6 +279,15 @@ pub fn autosave_path(project: Option<&Path>, model_hash: &str) -> PathBuf {
     }
 }
 
+/// A place to keep an untitled document that is being replaced (New, Open, another model, an
+/// autosave that could not be recovered): `untitled-<model hash>-<unix seconds>.kept.ron` in the
+/// user's data folder, never overwritten by autosaves.
+pub fn kept_copy_path(model_hash: &str) -> PathBuf {
+    let tag: String = model_hash.chars().filter(|c| c.is_ascii_alphanumeric()).take(32).collect();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    data_dir().join(format!("untitled-{tag}-{now}.kept.ron"))
+}
+
 fn data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("NVG_STUDIO_DATA").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
