@@ -131,7 +131,6 @@ fn progress() -> impl FnMut(EvalEvent) {
 /// `nvg-studio eval`.
 pub fn eval(a: EvalArgs, b: &Backend) -> Result<()> {
     let mut o = EvalOptions::new(&nvg_studio::bundled(&a.common.model));
-    o.labels = nvg_studio::bundled(&o.labels);
     if let Some(j) = a.common.judge {
         o.judge_dir = j;
     }
@@ -173,7 +172,6 @@ pub fn eval(a: EvalArgs, b: &Backend) -> Result<()> {
 /// `nvg-studio eval-swap`.
 pub fn eval_swap(a: EvalSwapArgs, b: &Backend) -> Result<()> {
     let mut o = SwapEvalOptions::new(&nvg_studio::bundled(&a.common.model));
-    o.labels = nvg_studio::bundled(&o.labels);
     if let Some(j) = a.common.judge {
         o.judge_dir = j;
     }

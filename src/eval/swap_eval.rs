@@ -68,7 +68,7 @@ impl SwapEvalOptions {
         Self {
             model_dir: model_dir.to_path_buf(),
             judge_dir: model_dir.join("judge"),
-            labels: PathBuf::from(crate::data::BUNDLED_EMOJI_LABELS),
+            labels: crate::bundled(std::path::Path::new(crate::data::BUNDLED_EMOJI_LABELS)),
             out_dir: PathBuf::from("docs"),
             references_per_class: 3,
             classes: Vec::new(),
