@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+
+use common::{ready, step_until};
 use nvg_studio::app::{AppOptions, Export, NvgApp};
 use nvg_studio::backend::BackendChoice;
 use nvg_studio::document::{Command, Editor, ModelInfo, Settings, State, run_spec, run_spec_from};
@@ -350,16 +352,6 @@ fn harness(model: &Path) -> Harness<'static, NvgApp> {
     Harness::builder().with_size(egui::vec2(1280.0, 860.0)).build_eframe(move |cc| NvgApp::new(&cc.egui_ctx, opts, false))
 }
 
-/// Steps frames until `cond` holds (the worker runs on its own thread).
-fn step_until(h: &mut Harness<'static, NvgApp>, what: &str, cond: impl Fn(&NvgApp) -> bool) {
-    let t0 = Instant::now();
-    while !cond(h.state()) {
-        assert!(t0.elapsed() < Duration::from_secs(120), "timed out waiting for {what}; status: {}; error: {:?}", h.state().status(), h.state().error());
-        h.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    h.step();
-}
 
 #[test]
 fn ui_without_a_model_offers_a_folder_and_loads_it() {
@@ -412,17 +404,6 @@ fn ui_variations_wait_for_pending_stages_then_one_can_be_accepted() {
     assert_eq!(h.state().editor().unwrap().state(), &before);
 }
 
-fn ready(h: &mut Harness<'static, NvgApp>) {
-    step_until(h, "model", |a| a.editor().is_some());
-    // A fresh document with fast settings (whatever the automatic first run has done so far).
-    let mut st = h.state().editor().unwrap().state().clone();
-    st.settings = fast();
-    st.sequence = None;
-    st.stale_from = Some(0);
-    st.stale_map = false;
-    h.state_mut().command(Command::Restore { state: Box::new(st) });
-    step_until(h, "first run", |a| a.is_idle());
-}
 
 #[test]
 fn ui_generates_shows_every_stage_and_class_changes_rerun() {

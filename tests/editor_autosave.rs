@@ -3,34 +3,17 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eframe::egui;
 use egui_kittest::Harness;
 use nvg_studio::app::{AppOptions, NvgApp};
 use nvg_studio::backend::BackendChoice;
-use nvg_studio::document::{Command, Settings};
+use nvg_studio::document::Command;
 
-fn step_until(h: &mut Harness<'static, NvgApp>, what: &str, cond: impl Fn(&NvgApp) -> bool) {
-    let t0 = Instant::now();
-    while !cond(h.state()) {
-        assert!(t0.elapsed() < Duration::from_secs(120), "timed out waiting for {what}; status: {}", h.state().status());
-        h.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    h.step();
-}
+use common::{ready, step_until};
 
-fn ready(h: &mut Harness<'static, NvgApp>) {
-    step_until(h, "model", |a| a.editor().is_some());
-    let mut st = h.state().editor().unwrap().state().clone();
-    st.settings = Settings { flow_steps: 3, ..Settings::default() };
-    st.sequence = None;
-    st.stale_from = Some(0);
-    st.stale_map = false;
-    h.state_mut().command(Command::Restore { state: Box::new(st) });
-    step_until(h, "first run", |a| a.is_idle());
-}
+
 
 #[test]
 fn switching_models_keeps_each_untitled_document_in_its_own_autosave() {

@@ -98,3 +98,27 @@ pub fn tiny_model_dir(dir: &std::path::Path, seed: u64) {
     let extra = serde_json::json!({ "class_names": ["disc", "rectangle", "triangle", "ring"] });
     save_module(&dir.join("generator"), "generator", &gcfg, &NvgGenerator::new(&gcfg, &dev), 0, extra).unwrap();
 }
+
+/// Steps frames until `cond` holds (the worker runs on its own thread).
+pub fn step_until(h: &mut egui_kittest::Harness<'static, nvg_studio::app::NvgApp>, what: &str, cond: impl Fn(&nvg_studio::app::NvgApp) -> bool) {
+    let t0 = std::time::Instant::now();
+    while !cond(h.state()) {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(120), "timed out waiting for {what}; status: {}; error: {:?}", h.state().status(), h.state().error());
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    h.step();
+}
+
+/// Waits for the model, then restarts from a fresh document with fast settings (3 flow steps).
+pub fn ready(h: &mut egui_kittest::Harness<'static, nvg_studio::app::NvgApp>) {
+    step_until(h, "model", |a| a.editor().is_some());
+    // A fresh document with fast settings (whatever the automatic first run has done so far).
+    let mut st = h.state().editor().unwrap().state().clone();
+    st.settings = nvg_studio::document::Settings { flow_steps: 3, ..Default::default() };
+    st.sequence = None;
+    st.stale_from = Some(0);
+    st.stale_map = false;
+    h.state_mut().command(nvg_studio::document::Command::Restore { state: Box::new(st) });
+    step_until(h, "first run", |a| a.is_idle());
+}
