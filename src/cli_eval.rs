@@ -7,6 +7,7 @@ use anyhow::{Result, anyhow};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cli_sampler::SamplerArgs;
 use nvg_studio::backend::Backend;
 use nvg_studio::eval::run::EvalEvent;
 use nvg_studio::eval::swap_eval::{SwapEvalOptions, run_swap_eval};
@@ -35,9 +36,9 @@ pub struct CommonEvalArgs {
     /// 4.2 / 4.9 / 6.8 s at batch 1 / 4 / 16, so the default is 1).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// Euler steps of the structure flow (the `generate` default).
-    #[arg(long, default_value_t = 25)]
-    pub flow_steps: usize,
+    /// Sampler settings of the generated images (the `generate` defaults).
+    #[command(flatten)]
+    pub sampler: SamplerArgs,
 }
 
 /// Arguments of `nvg-studio eval`.
@@ -149,7 +150,7 @@ pub fn eval(a: EvalArgs, b: &Backend) -> Result<()> {
     }
     o.seed = a.common.seed;
     o.batch = a.common.batch;
-    o.settings.flow_steps = a.common.flow_steps;
+    o.settings = a.common.sampler.settings()?;
     o.command = command_line();
     o.backend = b.to_string();
     let out = run_eval(&o, &b.device, &mut progress()).map_err(|e| anyhow!("{e}"))?;
@@ -185,7 +186,7 @@ pub fn eval_swap(a: EvalSwapArgs, b: &Backend) -> Result<()> {
     o.judge_train = JudgeTrainOptions { steps: a.judge_steps, ..Default::default() };
     o.seed = a.common.seed;
     o.batch = a.common.batch;
-    o.settings.flow_steps = a.common.flow_steps;
+    o.settings = a.common.sampler.settings()?;
     o.command = command_line();
     o.backend = b.to_string();
     let out = run_swap_eval(&o, &b.device, &mut progress()).map_err(|e| anyhow!("{e}"))?;

@@ -17,12 +17,15 @@ use nvg_studio::model::{Tokenizer, TokenizerConfig};
 use nvg_studio::granularity::GranularitySequence;
 use nvg_studio::model::generator::GeneratorConfig;
 use nvg_studio::pipeline::{encode_images, load_bundle, parse_stage_range, resolve_class, tensor_to_images};
-use nvg_studio::sampler::{ImageJob, Linear, SamplerSettings, sample};
+use nvg_studio::sampler::{ImageJob, SamplerSettings, sample};
 use nvg_studio::train::generator::{GeneratorTrainOptions, train_generator};
 use nvg_studio::train::{TokenizerTrainOptions, train_tokenizer};
 use nvg_studio::viz::{stage_strip, structure_map_image};
 
 mod cli_eval;
+mod cli_sampler;
+
+use cli_sampler::SamplerArgs;
 
 /// Background that transparent images are composited on (white, as the emoji dataset uses).
 const BACKGROUND: [u8; 3] = [255, 255, 255];
@@ -155,27 +158,8 @@ enum Command {
         /// Stages whose codes are taken from --structure-from: K (= 0..K) or A..B.
         #[arg(long, requires = "structure_from")]
         keep_content: Option<String>,
-        /// Content guidance schedule START:END over the stages (e.g. 1:3.5), or "off".
-        #[arg(long, default_value = "1:3.5")]
-        content_cfg: String,
-        /// Structure guidance schedule START:END, or "off".
-        #[arg(long, default_value = "1:2.5")]
-        structure_cfg: String,
-        /// Top-p schedule START:END (log schedule of the paper), or "off".
-        #[arg(long, default_value = "1:0.5")]
-        top_p: String,
-        /// Keep only the K most likely codes (0 = off, 1 = greedy).
-        #[arg(long, default_value_t = 0)]
-        top_k: usize,
-        /// Softmax temperature of the content logits.
-        #[arg(long, default_value_t = 1.0)]
-        temperature: f32,
-        /// Euler steps of the structure flow (fewer = faster preview).
-        #[arg(long, default_value_t = 25)]
-        flow_steps: usize,
-        /// Sample each split with Gumbel-top-k instead of taking the top half.
-        #[arg(long)]
-        gumbel: bool,
+        #[command(flatten)]
+        sampler: SamplerArgs,
         /// A binary layout (black/white PNG, grid- or image-sized) used as the stage-1 structure map;
         /// it may be unbalanced.
         #[arg(long, conflicts_with = "structure_from")]
@@ -217,9 +201,8 @@ enum Command {
         /// Figure with one row per M = 0..S−1 (structure kept up to stage M), reference on top.
         #[arg(long)]
         sweep: Option<PathBuf>,
-        /// Structure flow steps.
-        #[arg(long, default_value_t = 25)]
-        flow_steps: usize,
+        #[command(flatten)]
+        sampler: SamplerArgs,
     },
     /// Train the generator of a model directory on its frozen tokenizer (DIR/tokenizer → DIR/generator).
     ///
@@ -515,26 +498,11 @@ fn run(cli: Cli) -> Result<()> {
             structure_from,
             keep_structure,
             keep_content,
-            content_cfg,
-            structure_cfg,
-            top_p,
-            top_k,
-            temperature,
-            flow_steps,
-            gumbel,
+            sampler,
             layout,
         }) => {
             let b = pick_backend(cli.backend)?;
-            let settings = SamplerSettings {
-                content_cfg: parse_schedule("--content-cfg", &content_cfg)?,
-                structure_cfg: parse_schedule("--structure-cfg", &structure_cfg)?,
-                top_p: parse_schedule("--top-p", &top_p)?,
-                top_k,
-                temperature,
-                flow_steps,
-                gumbel,
-            };
-            settings.validate().map_err(|e| anyhow!("{e}"))?;
+            let settings = sampler.settings()?;
             let bundle = load_bundle(&nvg_studio::bundled(&model), &b.device)
                 .map_err(|e| anyhow!("{e} (restore {DEFAULT_MODEL} or pass --model DIR)"))?;
             let class_id = resolve_class(&bundle.class_names, &class).map_err(|e| anyhow!("--class: {e}"))?;
@@ -606,7 +574,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Some(Command::Swap { image, sequence, to_class, keep_structure, keep_content, seed, model, out, strip, sweep, flow_steps }) => {
+        Some(Command::Swap { image, sequence, to_class, keep_structure, keep_content, seed, model, out, strip, sweep, sampler }) => {
             use nvg_studio::swap::{Keep, grid_figure, render, swap_job};
             let model = nvg_studio::bundled(&model);
             let b = pick_backend(cli.backend)?;
@@ -642,7 +610,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => None,
             };
-            let settings = SamplerSettings { flow_steps, ..SamplerSettings::default() };
+            let settings = sampler.settings()?;
             let keep = Keep { structure_upto: *r.end(), content_upto };
             let result = render(&bundle, swap_job(&reference, &keep, class_id, seed)?, &settings)?;
             save_png(result.stages.last().context("no stage")?, &out)?;
@@ -875,21 +843,6 @@ fn log_if_hidden(pb: &ProgressBar, step: u64, total: u64, msg: &str) {
     if pb.is_hidden() && (step % (total / 50).max(1) == 0 || step == total) {
         eprintln!("step {step}/{total}: {msg}");
     }
-}
-
-/// Parses "START:END" (or one value for a constant schedule, or "off").
-fn parse_schedule(flag: &str, s: &str) -> Result<Option<Linear>> {
-    if s.eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    let parse = |v: &str| v.trim().parse::<f32>().map_err(|_| anyhow!("{flag} {s}: expected START:END, a number, or off"));
-    Ok(Some(match s.split_once(':') {
-        Some((a, b)) => Linear { start: parse(a)?, end: parse(b)? },
-        None => {
-            let v = parse(s)?;
-            Linear { start: v, end: v }
-        }
-    }))
 }
 
 fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {

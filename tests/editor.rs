@@ -620,3 +620,49 @@ fn ui_lock_and_class_brushes_paint_by_dragging() {
     let after = h.state().editor().unwrap().state().sequence.clone().unwrap();
     assert!(after.validate().is_ok());
 }
+
+/// Whether the last frame asked the window to do `cmd`.
+fn sent(h: &Harness<'static, NvgApp>, cmd: &egui::ViewportCommand) -> bool {
+    h.output().viewport_output.get(&egui::ViewportId::ROOT).is_some_and(|v| v.commands.contains(cmd))
+}
+
+fn request_close(h: &mut Harness<'static, NvgApp>) {
+    h.input_mut().viewports.entry(egui::ViewportId::ROOT).or_default().events.push(egui::ViewportEvent::Close);
+    h.step();
+}
+
+#[test]
+fn ui_closing_with_unsaved_edits_and_autosave_off_asks_first() {
+    let (_d, m) = model_dir();
+    let mut h = harness(&m);
+    ready(&mut h);
+    // Everything saved: the window closes without a question.
+    let dir = tempfile::tempdir().unwrap();
+    h.state_mut().save_project(&dir.path().join("saved.ron")).unwrap();
+    request_close(&mut h);
+    assert!(!sent(&h, &egui::ViewportCommand::CancelClose));
+    assert!(!h.state().close_dialog_open());
+    // Unsaved edit, autosave off: the close is held and the dialog asks.
+    h.state_mut().command(Command::SetSeed { seed: 77 });
+    request_close(&mut h);
+    assert!(sent(&h, &egui::ViewportCommand::CancelClose), "the close must be cancelled");
+    assert!(h.state().close_dialog_open());
+    h.run_steps(2);
+    h.get_by_label("Unsaved changes");
+    h.get_by_label_contains("autosave is off");
+    // Cancel: the dialog goes, the document stays as it was.
+    h.get_by_label("Cancel").click();
+    h.run_steps(2);
+    assert!(!h.state().close_dialog_open());
+    assert_eq!(h.state().editor().unwrap().state().seed, 77);
+    // Asked again, "Close without saving" closes for good.
+    request_close(&mut h);
+    assert!(h.state().close_dialog_open());
+    h.run_steps(1);
+    h.get_by_label("Close without saving").click();
+    h.step();
+    assert!(sent(&h, &egui::ViewportCommand::Close), "closing was confirmed");
+    assert!(!h.state().close_dialog_open());
+    request_close(&mut h);
+    assert!(!sent(&h, &egui::ViewportCommand::CancelClose), "a confirmed close is not held again");
+}

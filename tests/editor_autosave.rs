@@ -68,5 +68,18 @@ fn switching_models_keeps_each_untitled_document_in_its_own_autosave() {
     assert!(h.state().status().contains("recovered"), "{}", h.state().status());
     assert_eq!(h.state().editor().unwrap().state(), &unsaved);
     assert!(h.state().editor().unwrap().dirty);
-}
 
+    step_until(&mut h, "render", |a| a.is_idle());
+
+    // Closing the window with unsaved edits: with autosave on they go to the autosave and the
+    // window closes without a question.
+    h.state_mut().command(Command::SetSeed { seed: 7171 });
+    let closing = h.state().editor().unwrap().state().clone();
+    h.input_mut().viewports.entry(egui::ViewportId::ROOT).or_default().events.push(egui::ViewportEvent::Close);
+    h.step();
+    let cmds = h.output().viewport_output.get(&egui::ViewportId::ROOT).map(|v| v.commands.clone()).unwrap_or_default();
+    assert!(!cmds.contains(&egui::ViewportCommand::CancelClose), "{cmds:?}");
+    assert!(!h.state().close_dialog_open());
+    let auto = nvg_studio::document::autosave_path(Some(&project), &h.state().editor().unwrap().model.hash);
+    assert_eq!(nvg_studio::document::Project::load(&auto).unwrap().state.seed, closing.seed);
+}

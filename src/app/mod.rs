@@ -178,6 +178,11 @@ pub struct NvgApp {
     frame_times: std::collections::VecDeque<f32>,
     last_run_ms: Option<u128>,
     pending_open_image: Option<PathBuf>,
+    /// The window's close was held because unsaved edits would be lost: the reason, shown in
+    /// the "unsaved changes" dialog.
+    close_held: Option<String>,
+    /// The user chose to close (after the dialog): let the next close request through.
+    close_confirmed: bool,
     ctx: egui::Context,
 }
 
@@ -235,6 +240,8 @@ impl NvgApp {
             frame_times: Default::default(),
             last_run_ms: None,
             pending_open_image,
+            close_held: None,
+            close_confirmed: false,
             ctx: ctx.clone(),
         }
     }
@@ -293,6 +300,11 @@ impl NvgApp {
     /// Current variations strip.
     pub fn variations(&self) -> Option<&[Variation]> {
         self.variations.as_ref().map(|(_, _, v)| v.as_slice())
+    }
+
+    /// Is the "unsaved changes" dialog of a held window close showing?
+    pub fn close_dialog_open(&self) -> bool {
+        self.close_held.is_some()
     }
 
     /// Project file of the open document.
@@ -871,6 +883,37 @@ impl NvgApp {
         } else if self.images_revision != revision && ed.state().sequence.is_none() {
             self.images_revision = revision;
         }
+    }
+
+    /// The window is asked to close: unsaved edits are written to the autosave; where they
+    /// cannot be (autosave off, or the write fails) the close is cancelled and the user asked
+    /// (Save / close without saving / cancel).
+    fn guard_close(&mut self, ctx: &egui::Context) {
+        if self.close_confirmed || !ctx.input(|i| i.viewport().close_requested()) {
+            return;
+        }
+        // An untitled document nobody edited is only the model's default run: nothing to lose.
+        let titled = self.project_path.is_some();
+        if !self.editor.as_ref().is_some_and(|e| e.dirty && (titled || e.undo_len() + e.redo_len() > 0)) {
+            return;
+        }
+        let why = if self.opts.autosave {
+            match self.write_autosave() {
+                Ok(()) => return, // recovered at the next start
+                Err(e) => e,
+            }
+        } else {
+            "autosave is off".to_string()
+        };
+        ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        self.close_held = Some(why);
+    }
+
+    /// Closes the window for good (the dialog's choice).
+    fn confirm_close(&mut self, ctx: &egui::Context) {
+        self.close_held = None;
+        self.close_confirmed = true;
+        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
     }
 
     fn autosave(&mut self) {

@@ -60,6 +60,8 @@ impl NvgApp {
                     }
                 }
             }
+            // The window's own close request, so the unsaved-changes guard sees it.
+            Action::Quit => self.ctx.send_viewport_cmd(egui::ViewportCommand::Close),
             Action::Undo => self.undo(),
             Action::Redo => self.redo(),
             Action::Run => self.run(),
@@ -104,6 +106,8 @@ impl NvgApp {
                 }
                 ui.separator();
                 self.action_button(ui, Action::OpenModel, true);
+                ui.separator();
+                self.action_button(ui, Action::Quit, true);
             });
             ui.menu_button("Edit", |ui| {
                 let (u, r) = self.editor.as_ref().map_or((false, false), |e| (e.undo_len() > 0, e.redo_len() > 0));
@@ -683,6 +687,42 @@ impl NvgApp {
     }
 
     /// Draws one frame into `ui` (also what kittest drives).
+    /// The "unsaved changes" dialog of a held window close.
+    fn close_dialog(&mut self, ctx: &egui::Context) {
+        let Some(why) = self.close_held.clone() else { return };
+        let name = self.project_path.as_ref().and_then(|p| p.file_name()).map_or("the untitled document".to_string(), |n| n.to_string_lossy().into_owned());
+        let mut choice = None;
+        egui::Modal::new(egui::Id::unique("close-unsaved")).show(ctx, |ui| {
+            ui.set_max_width(360.0);
+            ui.heading("Unsaved changes");
+            ui.label(format!("Save the changes to {name} before closing? They are not kept anywhere else ({why})."));
+            ui.add_space(8.0);
+            ui.horizontal(|ui| {
+                if ui.button("Save…").clicked() {
+                    choice = Some(0);
+                }
+                if ui.button("Close without saving").clicked() {
+                    choice = Some(1);
+                }
+                if ui.button("Cancel").clicked() {
+                    choice = Some(2);
+                }
+            });
+        });
+        match choice {
+            Some(0) => {
+                self.close_held = None;
+                self.do_action(Action::Save);
+                if !self.editor.as_ref().is_some_and(|e| e.dirty) {
+                    self.confirm_close(ctx);
+                }
+            }
+            Some(1) => self.confirm_close(ctx),
+            Some(2) => self.close_held = None,
+            _ => {}
+        }
+    }
+
     pub fn draw(&mut self, ui: &mut egui::Ui) {
         let dt = ui.input(|i| i.unstable_dt) * 1000.0;
         self.frame_times.push_back(dt);
@@ -692,6 +732,7 @@ impl NvgApp {
         let frame_ms = self.frame_times.iter().sum::<f32>() / self.frame_times.len().max(1) as f32;
 
         self.pump();
+        self.guard_close(ui.ctx());
         for a in actions::pressed(ui.ctx()) {
             self.do_action(a);
         }
@@ -711,6 +752,7 @@ impl NvgApp {
         egui::Panel::left("tools").default_size(230.0).show(ui, |ui| self.tools_panel(ui));
         egui::Panel::right("history").default_size(200.0).show(ui, |ui| self.side_panel(ui));
         egui::CentralPanel::default().show(ui, |ui| self.canvas(ui));
+        self.close_dialog(ui.ctx());
 
         // Keep animating while a job runs (spinner, progress) — the worker also wakes us.
         if self.running.is_some() {

@@ -17,6 +17,8 @@ pub enum Action {
     OpenModel,
     /// Save the project.
     Save,
+    /// Close the window (asks first when unsaved edits would be lost).
+    Quit,
     /// Save under a new name.
     SaveAs,
     /// Export the final image.
@@ -70,6 +72,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     ActionInfo { action: Action::OpenModel, label: "Open model folder…", shortcut: None, tooltip: "Load another model folder (tokenizer/ + generator/); the open document is autosaved first" },
     ActionInfo { action: Action::SaveAs, label: "Save as…", shortcut: Some(KeyboardShortcut::new(CMD_SHIFT, Key::S)), tooltip: "Save the project under a new name" },
     ActionInfo { action: Action::Save, label: "Save", shortcut: Some(KeyboardShortcut::new(CMD, Key::S)), tooltip: "Save the project (atomic write)" },
+    ActionInfo { action: Action::Quit, label: "Quit", shortcut: Some(KeyboardShortcut::new(CMD, Key::Q)), tooltip: "Close the editor (unsaved edits go to the autosave; with autosave off you are asked first)" },
     ActionInfo { action: Action::ExportFinal, label: "Export final image…", shortcut: Some(KeyboardShortcut::new(CMD, Key::E)), tooltip: "PNG of the last stage, with the recipe in a text chunk" },
     ActionInfo { action: Action::ExportStage, label: "Export active stage…", shortcut: None, tooltip: "PNG of the active stage's decoded canvas, with the recipe" },
     ActionInfo { action: Action::ExportStrip, label: "Export stage strip…", shortcut: None, tooltip: "PNG of every stage: canvases above structure maps, with the recipe" },
