@@ -55,8 +55,16 @@ fn until_done(w: &WorkerHandle, revision: u64) -> Vec<Event> {
     panic!("worker did not finish revision {revision}: {out:?}");
 }
 
+/// Few flow steps and the paper's guidance (so that these tests do not move with the product's
+/// default guidance, which is tuned for the bundled model).
 fn fast() -> Settings {
-    Settings { flow_steps: 3, ..Settings::default() }
+    use nvg_studio::document::Schedule;
+    Settings {
+        flow_steps: 3,
+        content_cfg: Some(Schedule { start: 1.0, end: 3.5 }),
+        structure_cfg: Some(Schedule { start: 1.0, end: 2.5 }),
+        ..Settings::default()
+    }
 }
 
 /// Runs the editor's stale stages on the worker and takes the results in.

@@ -104,16 +104,19 @@ pub struct Settings {
 }
 
 impl Default for Settings {
+    /// The sampler's defaults ([`crate::sampler::SamplerSettings::default`]), previewed with 10
+    /// flow steps instead of 25 (docs/benchmarks.md).
     fn default() -> Self {
+        let s = crate::sampler::SamplerSettings::default();
+        let sched = |l: Option<crate::sampler::Linear>| l.map(|l| Schedule { start: l.start, end: l.end });
         Self {
-            content_cfg: Some(Schedule { start: 1.0, end: 3.5 }),
-            structure_cfg: Some(Schedule { start: 1.0, end: 2.5 }),
-            top_p: Some(Schedule { start: 1.0, end: 0.5 }),
-            top_k: 0,
-            temperature: 1.0,
-            // The editor previews with fewer flow steps than the CLI's 25 (docs/benchmarks.md).
+            content_cfg: sched(s.content_cfg),
+            structure_cfg: sched(s.structure_cfg),
+            top_p: sched(s.top_p),
+            top_k: s.top_k,
+            temperature: s.temperature,
             flow_steps: 10,
-            gumbel: false,
+            gumbel: s.gumbel,
         }
     }
 }
