@@ -22,6 +22,7 @@ use nvg_studio::train::generator::{GeneratorTrainOptions, train_generator};
 use nvg_studio::train::{TokenizerTrainOptions, train_tokenizer};
 use nvg_studio::viz::{stage_strip, structure_map_image};
 
+mod bench_config;
 mod cli_eval;
 mod cli_sampler;
 
@@ -271,7 +272,8 @@ enum Command {
         /// What to measure: tokenizer, generator, all (both), editor (UI frame time while the
         /// worker runs, edit → first updated thumbnail, memory after many edits; on the bundled
         /// model or --model, with the editor's 10 flow steps unless --flow-steps is given), or
-        /// flow-steps (what fewer structure flow steps change, against 25, over --reps seeds).
+        /// flow-steps (what fewer structure flow steps change, against 25, over --reps seeds), or
+        /// config (training and generation cost of the candidate bundled configurations).
         #[arg(long, default_value = "all")]
         what: String,
         /// Structure flow steps of the generation benchmark (default 25; the editor's default 10).
@@ -484,7 +486,8 @@ fn run(cli: Cli) -> Result<()> {
                 flow_steps.unwrap_or(10),
             )
             .map_err(|e| anyhow::anyhow!("editor bench: {e}")),
-            other => bail!("--what {other}: expected tokenizer, generator, all, editor or flow-steps"),
+            "config" => bench_config::bench_config(&pick_backend(cli.backend)?, reps, 2000),
+            other => bail!("--what {other}: expected tokenizer, generator, all, editor, flow-steps or config"),
         },
         Some(Command::Eval(a)) => cli_eval::eval(a, &pick_backend(cli.backend)?),
         Some(Command::EvalSwap(a)) => cli_eval::eval_swap(a, &pick_backend(cli.backend)?),
