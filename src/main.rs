@@ -242,6 +242,10 @@ enum Command {
         /// Checkpoint every N steps.
         #[arg(long, default_value_t = 500)]
         checkpoint_every: u64,
+        /// Stop after step N (with a checkpoint), keeping the learning-rate schedule of --steps;
+        /// continue later with --resume. Reproduces a run taken at a periodic checkpoint.
+        #[arg(long)]
+        stop_after: Option<u64>,
         /// Seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -659,6 +663,7 @@ fn run(cli: Cli) -> Result<()> {
             ema_decay,
             warmup,
             checkpoint_every,
+            stop_after,
             seed,
             resume,
         }) => {
@@ -679,6 +684,7 @@ fn run(cli: Cli) -> Result<()> {
                 ema_decay,
                 warmup_steps: warmup,
                 checkpoint_every,
+                stop_after,
                 seed,
                 ..Default::default()
             };

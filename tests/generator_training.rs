@@ -27,7 +27,8 @@ fn short_run_lowers_both_losses_and_resumes() {
         flip: false,
         ..Default::default()
     };
-    let first = GeneratorTrainOptions { steps: 30, ..opts.clone() };
+    // The first half stops at step 30 with the 60-step schedule; the resumed run finishes it.
+    let first = GeneratorTrainOptions { stop_after: Some(30), checkpoint_every: 0, ..opts.clone() };
     let mut content = Vec::new();
     let mut structure = Vec::new();
     train_generator(&GeneratorConfig::test_tiny(), &tok, &tcfg, &data, dir.path(), &first, false, &dev, &mut |s| {
@@ -35,6 +36,8 @@ fn short_run_lowers_both_losses_and_resumes() {
         structure.push(s.structure);
     })
     .unwrap();
+    assert_eq!(content.len(), 30, "--stop-after 30 stops there");
+    assert_eq!(load_generator(dir.path(), &dev).unwrap().0.step, 30, "and leaves a checkpoint");
     let mut steps = Vec::new();
     let cfg = train_generator(&GeneratorConfig::test_tiny(), &tok, &tcfg, &data, dir.path(), &opts, true, &dev, &mut |s| {
         steps.push(s.step);

@@ -43,8 +43,13 @@ fn training_commands(r: &Value) -> String {
         flags(to, &[("steps", "steps"), ("batch_size", "batch"), ("lr", "lr"), ("checkpoint_every", "checkpoint-every"), ("soft_warmup_steps", "soft-warmup"), ("seed", "seed")])
     );
     let go = &g["train_options"];
+    // A checkpoint taken before the planned end: the same schedule, stopped at its step.
+    let stop = match (g["step"].as_u64(), go["steps"].as_u64()) {
+        (Some(a), Some(b)) if a < b => format!(" --stop-after {a}"),
+        _ => String::new(),
+    };
     out += &format!(
-        "nvg-studio train-generator --model {dir}{}{}\n",
+        "nvg-studio train-generator --model {dir}{}{}{stop}\n",
         preset(&g["preset"]),
         flags(go, &[
             ("steps", "steps"), ("batch_size", "batch"), ("lr", "lr"), ("stages_per_step", "stages-per-step"),

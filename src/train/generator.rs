@@ -63,6 +63,10 @@ pub struct GeneratorTrainOptions {
     pub stages_per_step: Option<usize>,
     /// Checkpoint every N steps (0: only at the end).
     pub checkpoint_every: u64,
+    /// Stop (with a checkpoint) after this step, keeping the learning-rate schedule of `steps`;
+    /// `--resume` continues the same run later.
+    #[serde(default)]
+    pub stop_after: Option<u64>,
     /// Seed.
     pub seed: u64,
     /// Images used to compute the content scale factors.
@@ -87,6 +91,7 @@ impl Default for GeneratorTrainOptions {
             label_dropout: 0.1,
             stages_per_step: None,
             checkpoint_every: 500,
+            stop_after: None,
             seed: 0,
             scale_images: 256,
             holdout_fraction: 0.1,
@@ -249,7 +254,8 @@ pub fn train_generator(
     let t0 = Instant::now();
     let mut seen = 0usize;
     let extra = serde_json::json!({ "class_names": class_names, "train_options": opts });
-    for step in start..opts.steps {
+    let end = opts.stop_after.map_or(opts.steps, |s| s.min(opts.steps));
+    for step in start..end {
         // ---- batch and its teacher-forcing targets (frozen tokenizer, no autodiff) ----
         let mut imgs = Vec::with_capacity(opts.batch_size);
         let mut classes = Vec::with_capacity(opts.batch_size);
@@ -336,7 +342,7 @@ pub fn train_generator(
             structure: vals[1] as f64,
             images_per_sec: seen as f64 / t0.elapsed().as_secs_f64().max(1e-9),
         });
-        if step + 1 == opts.steps || (opts.checkpoint_every > 0 && (step + 1) % opts.checkpoint_every == 0) {
+        if step + 1 == end || (opts.checkpoint_every > 0 && (step + 1) % opts.checkpoint_every == 0) {
             save_module(&state_dir, GENERATOR_KIND, &cfg, &model, step + 1, extra.clone())?;
             let tmp = state_dir.join(format!(".{OPTIMIZER_FILE}.tmp"));
             optim
