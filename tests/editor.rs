@@ -663,6 +663,13 @@ fn ui_closing_with_unsaved_edits_and_autosave_off_asks_first() {
     h.run_steps(2);
     assert!(!h.state().close_dialog_open());
     assert_eq!(h.state().editor().unwrap().state().seed, 77);
+    // File › Quit / Ctrl+Q asks the window to close (which comes back as a close request).
+    // (One frame with the key event: `key_press_modifiers` would spread it over several frames
+    // and `output()` holds only the last one.)
+    let cmd = egui::Modifiers::COMMAND;
+    h.input_mut().events.push(egui::Event::Key { key: egui::Key::Q, physical_key: None, pressed: true, repeat: false, modifiers: cmd });
+    h.step();
+    assert!(sent(&h, &egui::ViewportCommand::Close), "Ctrl+Q closes through the window");
     // Asked again, "Close without saving" closes for good.
     request_close(&mut h);
     assert!(h.state().close_dialog_open());
