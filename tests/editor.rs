@@ -670,7 +670,12 @@ fn ui_closing_with_unsaved_edits_and_autosave_off_asks_first() {
     h.input_mut().events.push(egui::Event::Key { key: egui::Key::Q, physical_key: None, pressed: true, repeat: false, modifiers: cmd });
     h.step();
     assert!(sent(&h, &egui::ViewportCommand::Close), "Ctrl+Q closes through the window");
-    // Asked again, "Close without saving" closes for good.
+    // Asked again: Esc is Cancel there (not Stop); then "Close without saving" closes for good.
+    request_close(&mut h);
+    assert!(h.state().close_dialog_open());
+    h.key_press(egui::Key::Escape);
+    h.step();
+    assert!(!h.state().close_dialog_open(), "Esc cancels the dialog");
     request_close(&mut h);
     assert!(h.state().close_dialog_open());
     h.run_steps(1);

@@ -686,13 +686,12 @@ impl NvgApp {
         let _ = state;
     }
 
-    /// Draws one frame into `ui` (also what kittest drives).
-    /// The "unsaved changes" dialog of a held window close.
+    /// The "unsaved changes" dialog of a held window close (Esc or a click outside = Cancel).
     fn close_dialog(&mut self, ctx: &egui::Context) {
         let Some(why) = self.close_held.clone() else { return };
         let name = self.project_path.as_ref().and_then(|p| p.file_name()).map_or("the untitled document".to_string(), |n| n.to_string_lossy().into_owned());
         let mut choice = None;
-        egui::Modal::new(egui::Id::unique("close-unsaved")).show(ctx, |ui| {
+        let modal = egui::Modal::new(egui::Id::unique("close-unsaved")).show(ctx, |ui| {
             ui.set_max_width(360.0);
             ui.heading("Unsaved changes");
             ui.label(format!("Save the changes to {name} before closing? They are not kept anywhere else ({why})."));
@@ -709,6 +708,9 @@ impl NvgApp {
                 }
             });
         });
+        if choice.is_none() && modal.should_close() {
+            choice = Some(2);
+        }
         match choice {
             Some(0) => {
                 self.close_held = None;
@@ -723,6 +725,7 @@ impl NvgApp {
         }
     }
 
+    /// Draws one frame into `ui` (also what kittest drives).
     pub fn draw(&mut self, ui: &mut egui::Ui) {
         let dt = ui.input(|i| i.unstable_dt) * 1000.0;
         self.frame_times.push_back(dt);
@@ -733,8 +736,11 @@ impl NvgApp {
 
         self.pump();
         self.guard_close(ui.ctx());
-        for a in actions::pressed(ui.ctx()) {
-            self.do_action(a);
+        // No shortcuts under the unsaved-changes dialog (its Esc is Cancel, not Stop).
+        if self.close_held.is_none() {
+            for a in actions::pressed(ui.ctx()) {
+                self.do_action(a);
+            }
         }
         // Drag-and-drop: an image file opens as layers, a .ron as a project.
         let dropped: Vec<PathBuf> = ui.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect());
