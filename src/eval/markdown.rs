@@ -229,3 +229,24 @@ the decoded canvas above its structure map.\n\n";
     );
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_periodic_checkpoint_is_reproduced_with_stop_after() {
+        let part = |step: u64| {
+            serde_json::json!({
+                "model_dir": "m",
+                "tokenizer": { "preset": "small", "step": 10, "train_options": { "steps": 10, "batch_size": 8 } },
+                "generator": { "preset": "small", "step": step, "train_options": { "steps": 6000, "batch_size": 16 } },
+                "judge": { "steps": 400 },
+            })
+        };
+        let early = training_commands(&part(2400));
+        assert!(early.contains("--steps 6000") && early.contains("--stop-after 2400"), "{early}");
+        let done = training_commands(&part(6000));
+        assert!(!done.contains("--stop-after"), "{done}");
+    }
+}
