@@ -3,7 +3,7 @@
 //! (image size, latent grid) with the small widths: one tokenizer training step (batch 8), one
 //! generator training step (batch 16, 3 stages per step), and one generation at the `generate`
 //! defaults (25 flow steps, guidance on), with random weights — cost does not depend on them — and
-//! the wall time of the documented recipe (tokenizer 4,000 steps, generator N steps) that follows.
+//! the wall time of the shipped recipe ([`RECIPE_STEPS`]) that follows.
 
 use std::time::Instant;
 
@@ -17,13 +17,14 @@ use nvg_studio::sampler::{ImageJob, SamplerSettings, sample};
 use nvg_studio::train::generator::{GeneratorTrainOptions, fit_config, train_generator};
 use nvg_studio::train::{TokenizerTrainOptions, train_tokenizer};
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
-}
+use crate::median;
+
+/// Tokenizer and generator steps of the shipped recipe (docs/model-card.md), for the wall-time
+/// column.
+const RECIPE_STEPS: (u64, u64) = (4000, 2400);
 
 /// Median seconds per step of a training run (its first two steps are warm-up, not counted).
-fn step_times(run: &mut dyn FnMut(&mut dyn FnMut(u64)) -> Result<()>) -> Result<f64> {
+pub fn step_times(run: &mut dyn FnMut(&mut dyn FnMut(u64)) -> Result<()>) -> Result<f64> {
     let mut times = Vec::new();
     let mut last = Instant::now();
     run(&mut |step| {
@@ -35,9 +36,9 @@ fn step_times(run: &mut dyn FnMut(&mut dyn FnMut(u64)) -> Result<()>) -> Result<
     Ok(median(times))
 }
 
-/// Runs the configuration bench; `generator_steps` is the generator length used for the recipe
-/// estimate.
-pub fn bench_config(b: &Backend, reps: usize, generator_steps: u64) -> Result<()> {
+/// Runs the configuration bench.
+pub fn bench_config(b: &Backend, reps: usize) -> Result<()> {
+    let (tokenizer_steps, generator_steps) = RECIPE_STEPS;
     let reps = reps.max(1) as u64;
     let candidates: [(&str, usize, Vec<usize>); 3] = [
         ("32×32 px, 8×8 grid (7 stages)", 32, vec![1, 2, 2]),
@@ -46,7 +47,7 @@ pub fn bench_config(b: &Backend, reps: usize, generator_steps: u64) -> Result<()
     ];
     println!("config bench: small widths (tokenizer base 32, 32 latent channels, codebook 1024; generator depth 4, 256/128), {} timed steps each", reps);
     println!(
-        "| configuration | tokenizer step (batch 8) | generator step (batch 16, 3 stages) | generation + decode (25 flow steps, CFG) | recipe: 4,000 tokenizer + {generator_steps} generator steps |"
+        "| configuration | tokenizer step (batch 8) | generator step (batch 16, 3 stages) | generation + decode (25 flow steps, CFG) | recipe: {tokenizer_steps} tokenizer + {generator_steps} generator steps |"
     );
     println!("|---|---|---|---|---|");
     for (name, size, mult) in candidates {
@@ -91,7 +92,7 @@ pub fn bench_config(b: &Backend, reps: usize, generator_steps: u64) -> Result<()
         }
         let t_sample = median(gen_times);
         let _ = std::fs::remove_dir_all(&dir);
-        let hours = (4000.0 * t_tok + generator_steps as f64 * t_gen) / 3600.0;
+        let hours = (tokenizer_steps as f64 * t_tok + generator_steps as f64 * t_gen) / 3600.0;
         println!("| {name} | {:.2} s | {:.2} s | {:.2} s | {:.1} h |", t_tok, t_gen, t_sample, hours);
     }
     Ok(())

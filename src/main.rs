@@ -490,7 +490,7 @@ fn run(cli: Cli) -> Result<()> {
                 flow_steps.unwrap_or(10),
             )
             .map_err(|e| anyhow::anyhow!("editor bench: {e}")),
-            "config" => bench_config::bench_config(&pick_backend(cli.backend)?, reps, 2000),
+            "config" => bench_config::bench_config(&pick_backend(cli.backend)?, reps),
             other => bail!("--what {other}: expected tokenizer, generator, all, editor, flow-steps or config"),
         },
         Some(Command::Eval(a)) => cli_eval::eval(a, &pick_backend(cli.backend)?),
@@ -996,9 +996,10 @@ parameters: content {} ({:.1}M), structure {} ({:.1}M), total {} ({:.1}M)",
     Ok(())
 }
 
+/// Median of timings (NaN when there are none).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
 }
 
 /// The timing anchor's shape (shared/testvectors/official-tiny/README.md §8, "small"): generator
@@ -1166,15 +1167,10 @@ fn bench(choice: BackendChoice, reps: usize) -> Result<()> {
     let src = SyntheticShapes::new(64, cfg.image_size as u32, 0)?;
     let steps = (reps as u64).min(10) + 2;
     let opts = TokenizerTrainOptions { steps, batch_size: 16, checkpoint_every: 0, eval_images: 2, ..Default::default() };
-    let mut times = Vec::new();
-    let mut last = Instant::now();
-    train_tokenizer(&cfg, &src, &dir, &opts, false, &b.device, &mut |s| {
-        if s.step > 2 {
-            times.push(last.elapsed().as_secs_f64());
-        }
-        last = Instant::now();
+    let t = bench_config::step_times(&mut |cb| {
+        train_tokenizer(&cfg, &src, &dir, &opts, false, &b.device, &mut |s| cb(s.step)).map(|_| ()).map_err(|e| anyhow!("{e}"))
     })?;
     let _ = std::fs::remove_dir_all(&dir);
-    println!("tokenizer training step, small preset, batch 16: median {:.1} ms", 1e3 * median(times));
+    println!("tokenizer training step, small preset, batch 16: median {:.1} ms", 1e3 * t);
     Ok(())
 }
