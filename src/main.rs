@@ -1046,16 +1046,38 @@ fn bench_generator(choice: BackendChoice, reps: usize, flow_steps: usize) -> Res
         let v = g.structure_forward(4, &[3], canvas.clone(), &[&labels], z.clone(), &[0.5]);
         std::hint::black_box(v.into_data());
     });
+    // The same passes through the host path (the sampler's on the CPU backend).
+    let host = nvg_studio::model::host::HostGenerator::new(&g);
+    let canvas_host = vec![0f32; l * 32];
+    let z_host = vec![0f32; l * gcfg.num_bits()];
+    let t_content_host = time(&mut || {
+        std::hint::black_box(host.content_logits(&g, 4, &[3], &canvas_host, &[&labels]));
+    });
+    let prep = host.structure_prep(&g, 4, &[3], &canvas_host, &[&labels]);
+    let t_struct_host = time(&mut || {
+        std::hint::black_box(host.structure_velocity(&prep, &z_host, 0.5));
+    });
     let mut last = None;
-    let t_full = time(&mut || {
+    let mut full = || {
         let out = sample(&g, &tok, 0.5, &[ImageJob::new(3, 1)], &settings, &mut |_| true, &|| false).expect("sample");
         let img = tok.decode(out.canvas.clone());
         std::hint::black_box(img.into_data());
         last = Some(out.sequences[0].clone());
-    });
-    println!("content pass (stage 4): median {:.1} ms", 1e3 * t_content);
-    println!("structure flow step (one velocity evaluation): median {:.1} ms", 1e3 * t_struct);
-    println!("full generation + decode: median {:.3} s", t_full);
+    };
+    let host_on = nvg_studio::model::host::enabled();
+    nvg_studio::model::host::set_enabled(false);
+    let t_full_burn = time(&mut full);
+    nvg_studio::model::host::set_enabled(host_on);
+    let t_full = time(&mut full);
+    let kernels = if nvg_studio::model::kernels::vectorised() { "AVX2+FMA" } else { "scalar" };
+    println!("content pass (stage 4): burn {:.1} ms, host {:.1} ms", 1e3 * t_content, 1e3 * t_content_host);
+    println!(
+        "structure flow step (one velocity evaluation): burn {:.1} ms, host {:.1} ms ({kernels} kernels)",
+        1e3 * t_struct,
+        1e3 * t_struct_host
+    );
+    println!("full generation + decode: burn path {:.3} s", t_full_burn);
+    println!("full generation + decode: median {:.3} s (the sampler's path: {})", t_full, if b.is_cpu && host_on { "host" } else { "burn" });
     let prev = last.context("no generation")?;
     for k in 1..gcfg.num_stages() {
         let mut job = ImageJob::new(3, 1);

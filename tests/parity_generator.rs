@@ -225,3 +225,45 @@ fn loading_reports_missing_file_and_wrong_scale_factors() {
     let e = NvgGenerator::from_reference_safetensors(&dir.join("generator.safetensors"), &wrong, &dev).unwrap_err().to_string();
     assert!(e.contains("scale_factors") && e.contains("generator.safetensors"), "{e}");
 }
+
+/// The sampler's host inference path (`model::host`, used on the CPU backend) against the same
+/// reference values: per-cluster logits at every stage and greedy codes, velocities at every
+/// structure stage, within the same tolerance.
+#[test]
+fn host_path_matches_reference() {
+    use nvg_studio::model::host::HostGenerator;
+    let Some((tok, gv, dir)) = load_vectors() else { return };
+    let dev = Device::flex();
+    let cfg = GeneratorConfig::reference_tiny();
+    let g = NvgGenerator::from_reference_safetensors(&dir.join("generator.safetensors"), &cfg, &dev).expect("loads");
+    let host = HostGenerator::new(&g);
+    let inp = inputs(&tok);
+    let greedy = &gv["content.greedy_codes"].i64;
+    let mut dls = Vec::new();
+    for s in 0..S {
+        let labels: Vec<&[u32]> = inp.labels[s].iter().map(|m| m.as_slice()).collect();
+        let logits = host.content_logits(&g, s, &CLASSES, &inp.canvas[s], &labels);
+        let dl = max_abs_diff(&logits, &gv[&format!("content.logits_s{s}")].f32);
+        assert!(dl <= TOL, "host logits at stage {s} differ by {dl}");
+        dls.push(dl);
+        let k = 1usize << s;
+        for (b, map) in labels.iter().enumerate() {
+            for (p, &lab) in map.iter().enumerate() {
+                let row = &logits[(b * k + lab as usize) * V..(b * k + lab as usize + 1) * V];
+                let arg = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |m, (i, &x)| if x > m.1 { (i, x) } else { m }).0;
+                assert_eq!(arg as i64, greedy[(b * S + s) * L + p], "host greedy code differs at image {b} stage {s} position {p}");
+            }
+        }
+    }
+    let t = gv["svel.t"].f32[0];
+    let mut dvs = Vec::new();
+    for s in 0..7 {
+        let labels: Vec<&[u32]> = inp.labels[s].iter().map(|m| m.as_slice()).collect();
+        let prep = host.structure_prep(&g, s, &CLASSES, &inp.canvas[s + 1], &labels);
+        let v = host.structure_velocity(&prep, &stage_slice(&gv["svel.z_in"].f32, 7, L * BITS, s), t);
+        let d = max_abs_diff(&v, &stage_slice(&gv["svel.velocity"].f32, 7, L * BITS, s));
+        assert!(d <= TOL, "host velocity at stage {s} differs by {d}");
+        dvs.push(d);
+    }
+    eprintln!("host path: logits per stage {}; velocity per stage {}", sci(&dls), sci(&dvs));
+}

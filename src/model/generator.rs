@@ -287,14 +287,14 @@ impl ParamCount {
 /// The classification head `Linear_{C→V}` applied to cluster-mean residuals (reference `cls_head.linear`).
 #[derive(Module, Debug)]
 pub struct ClsHead {
-    linear: Linear,
+    pub(super) linear: Linear,
 }
 
 /// Time MLP: `Linear_{64→w_s} → SiLU → Linear_{w_s→w_s}` (§4.5).
 #[derive(Module, Debug)]
 pub struct TimeEmbed {
-    in_layer: Linear,
-    out_layer: Linear,
+    pub(super) in_layer: Linear,
+    pub(super) out_layer: Linear,
 }
 
 /// The generator: content branch (§4.4) and structure branch (§4.5).
@@ -302,21 +302,21 @@ pub struct TimeEmbed {
 pub struct NvgGenerator {
     // ---- content branch (§4.4)
     /// The learned "empty canvas" E_start `[1, L, C]`, used as the stage-0 input.
-    content_start_embed: Param<Tensor<3>>,
-    content_embed: Linear,
-    content_class_embed: Embedding,
-    content_stage_embed: Embedding,
-    content_blocks: Vec<ParallelBlock>,
-    x0_head: LastLayer,
-    cls_head: ClsHead,
+    pub(super) content_start_embed: Param<Tensor<3>>,
+    pub(super) content_embed: Linear,
+    pub(super) content_class_embed: Embedding,
+    pub(super) content_stage_embed: Embedding,
+    pub(super) content_blocks: Vec<ParallelBlock>,
+    pub(super) x0_head: LastLayer,
+    pub(super) cls_head: ClsHead,
     // ---- structure branch (§4.5)
-    structure_embed: Linear,
-    structure_class_embed: Embedding,
-    structure_content_cond_embed: Linear,
-    structure_stage_embed: Embedding,
-    structure_time_embed: TimeEmbed,
-    structure_blocks: Vec<ParallelBlock>,
-    structure_head: LastLayer,
+    pub(super) structure_embed: Linear,
+    pub(super) structure_class_embed: Embedding,
+    pub(super) structure_content_cond_embed: Linear,
+    pub(super) structure_stage_embed: Embedding,
+    pub(super) structure_time_embed: TimeEmbed,
+    pub(super) structure_blocks: Vec<ParallelBlock>,
+    pub(super) structure_head: LastLayer,
     #[module(skip)]
     config: GeneratorConfig,
 }
@@ -331,6 +331,11 @@ fn normal_embedding(rows: usize, width: usize, device: &Device) -> Embedding {
 /// features `[cos(τ f_k)…, sin(τ f_k)…]` (cos first). `[B]` → `[B, 64]`.
 /// The arithmetic is float32, as in the reference, so that τ·f_k rounds the same way.
 pub fn time_embedding(t: &[f32], device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(time_embedding_values(t), [t.len(), TIME_EMBED_DIM]), device)
+}
+
+/// The values of [`time_embedding`], `[B, 64]` row-major on the host.
+pub fn time_embedding_values(t: &[f32]) -> Vec<f32> {
     let half = TIME_EMBED_DIM / 2;
     let neg_log = -(TIME_MAX_PERIOD.ln()) as f32;
     let freqs: Vec<f32> = (0..half).map(|k| (neg_log * k as f32 / half as f32).exp()).collect();
@@ -341,7 +346,7 @@ pub fn time_embedding(t: &[f32], device: &Device) -> Tensor<2> {
         out.extend(args.iter().map(|a| (*a as f64).cos() as f32));
         out.extend(args.iter().map(|a| (*a as f64).sin() as f32));
     }
-    Tensor::from_data(TensorData::new(out, [t.len(), TIME_EMBED_DIM]), device)
+    out
 }
 
 /// Per-image cluster-averaging matrices `[B, K, L]` of a stage: row k of image b holds
@@ -440,30 +445,29 @@ impl NvgGenerator {
 
     /// RoPE tables of the content sequences of `stage` (§4.3).
     pub fn content_rope(&self, stage: usize, labels: &[&[u32]], device: &Device) -> Rope {
-        let layout = self.config.rope_layout();
-        let bits = self.config.num_bits();
-        let ids: Vec<Vec<u32>> = labels
-            .iter()
-            .map(|map| {
-                let sigma: Vec<u8> = map.iter().flat_map(|&lab| sigma_of_label(lab, stage, bits)).collect();
-                layout.content_ids(&sigma, self.config.grid_side)
-            })
-            .collect();
-        Rope::new(&layout, &ids, device)
+        Rope::new(&self.config.rope_layout(), &self.rope_ids(stage, labels, false), device)
     }
 
     /// RoPE tables of the structure sequences of `stage` (§4.3).
     pub fn structure_rope(&self, stage: usize, labels: &[&[u32]], device: &Device) -> Rope {
+        Rope::new(&self.config.rope_layout(), &self.rope_ids(stage, labels, true), device)
+    }
+
+    /// Position ids of each image's content (`structure = false`) or structure sequence at `stage`.
+    pub fn rope_ids(&self, stage: usize, labels: &[&[u32]], structure: bool) -> Vec<Vec<u32>> {
         let layout = self.config.rope_layout();
         let bits = self.config.num_bits();
-        let ids: Vec<Vec<u32>> = labels
+        labels
             .iter()
             .map(|map| {
                 let sigma: Vec<u8> = map.iter().flat_map(|&lab| sigma_of_label(lab, stage, bits)).collect();
-                layout.structure_ids(&sigma, self.config.grid_side)
+                if structure {
+                    layout.structure_ids(&sigma, self.config.grid_side)
+                } else {
+                    layout.content_ids(&sigma, self.config.grid_side)
+                }
             })
-            .collect();
-        Rope::new(&layout, &ids, device)
+            .collect()
     }
 
     /// Content input tokens `[B, 1 + L, W]` and conditioning vector `[B, W]` of `stage`

@@ -4,6 +4,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod ema;
 pub mod generator;
+pub mod host;
+pub mod kernels;
 pub mod tokenizer;
 pub mod tokenizer_io;
 pub mod transformer;

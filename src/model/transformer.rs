@@ -158,6 +158,29 @@ impl RopeLayout {
     }
 }
 
+/// Full-width rotation tables of a batch of sequences, `(cos, sin, T)` with `cos`, `sin` laid out
+/// `[B, T, HEAD_DIM]`: `cos` holds each pair's cosine twice, `sin` the pair's sine as `(−sin, +sin)`.
+/// Angles are computed in f64 on the host. Shared by [`Rope`] and the host inference path.
+pub fn rope_tables(layout: &RopeLayout, ids: &[Vec<u32>]) -> (Vec<f32>, Vec<f32>, usize) {
+    let a = layout.num_axes();
+    let t = ids.first().map_or(0, |s| s.len() / a);
+    let freqs = layout.pair_frequencies();
+    let mut cos = Vec::with_capacity(ids.len() * t * 2 * freqs.len());
+    let mut sin = Vec::with_capacity(ids.len() * t * 2 * freqs.len());
+    for seq in ids {
+        assert_eq!(seq.len(), t * a, "every sequence needs {t}×{a} position ids");
+        for tok in 0..t {
+            for &(axis, f) in &freqs {
+                let angle = seq[tok * a + axis] as f64 * f;
+                let (c, s) = (angle.cos() as f32, angle.sin() as f32);
+                cos.extend([c, c]);
+                sin.extend([-s, s]);
+            }
+        }
+    }
+    (cos, sin, t)
+}
+
 /// Rotation tables of one batch of sequences, full head width `[B, 1, T, HEAD_DIM]`: `cos` with
 /// each pair's cosine twice, `sin` with the pair's sine as `(−sin, +sin)`. Each frequency rotates
 /// the adjacent feature pair `(2k, 2k+1)` by `[cos −sin; sin cos]`.
@@ -171,28 +194,12 @@ impl Rope {
     /// Builds the tables from per-sequence position ids (each `[T, A]` flattened, as from
     /// [`RopeLayout::content_ids`]). Angles are computed in f64 on the host.
     pub fn new(layout: &RopeLayout, ids: &[Vec<u32>], device: &Device) -> Self {
-        let a = layout.num_axes();
+        assert!(!ids.is_empty(), "RoPE needs at least one sequence");
+        let (cos, sin, t) = rope_tables(layout, ids);
         let b = ids.len();
-        assert!(b > 0, "RoPE needs at least one sequence");
-        let t = ids[0].len() / a;
-        let freqs = layout.pair_frequencies();
-        let half = freqs.len();
-        let mut cos = Vec::with_capacity(b * t * 2 * half);
-        let mut sin = Vec::with_capacity(b * t * 2 * half);
-        for seq in ids {
-            assert_eq!(seq.len(), t * a, "every sequence needs {t}×{a} position ids");
-            for tok in 0..t {
-                for &(axis, f) in &freqs {
-                    let angle = seq[tok * a + axis] as f64 * f;
-                    let (c, s) = (angle.cos() as f32, angle.sin() as f32);
-                    cos.extend([c, c]);
-                    sin.extend([-s, s]);
-                }
-            }
-        }
         Self {
-            cos: Tensor::from_data(TensorData::new(cos, [b, 1, t, 2 * half]), device),
-            sin: Tensor::from_data(TensorData::new(sin, [b, 1, t, 2 * half]), device),
+            cos: Tensor::from_data(TensorData::new(cos, [b, 1, t, HEAD_DIM]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [b, 1, t, HEAD_DIM]), device),
         }
     }
 
@@ -227,13 +234,13 @@ impl Rope {
 /// (shift, scale, gate) = split₃(Linear_{W→3W}(SiLU(vec))) (§4.2 step 1).
 #[derive(Module, Debug)]
 pub struct Modulation {
-    lin: Linear,
+    pub(super) lin: Linear,
 }
 
 /// A learnable per-dimension scale of an RMSNorm (`*.norm.query_norm.scale`).
 #[derive(Module, Debug)]
 pub struct QkScale {
-    scale: Param<Tensor<1>>,
+    pub(super) scale: Param<Tensor<1>>,
 }
 
 impl QkScale {
@@ -252,8 +259,8 @@ impl QkScale {
 /// RMSNorm of queries and keys (`*.norm.query_norm`, `*.norm.key_norm`).
 #[derive(Module, Debug)]
 pub struct QkNorm {
-    query_norm: QkScale,
-    key_norm: QkScale,
+    pub(super) query_norm: QkScale,
+    pub(super) key_norm: QkScale,
 }
 
 /// FLUX-style single-stream parallel block (§4.2):
@@ -261,11 +268,11 @@ pub struct QkNorm {
 /// `[q|k|v|m] = Linear_{W→3W+4W}((1 + scale) ⊙ LN(x) + shift)`. No drop-path at inference.
 #[derive(Module, Debug)]
 pub struct ParallelBlock {
-    modulation: Modulation,
-    linear1: Linear,
-    linear2: Linear,
-    norm: QkNorm,
-    heads: usize,
+    pub(super) modulation: Modulation,
+    pub(super) linear1: Linear,
+    pub(super) linear2: Linear,
+    pub(super) norm: QkNorm,
+    pub(super) heads: usize,
 }
 
 impl ParallelBlock {
@@ -336,8 +343,8 @@ impl ParallelBlock {
 #[derive(Module, Debug)]
 pub struct LastLayer {
     /// Reference key `adaLN_modulation.1` (a Sequential of SiLU and this Linear).
-    ada_ln_modulation: Linear,
-    linear: Linear,
+    pub(super) ada_ln_modulation: Linear,
+    pub(super) linear: Linear,
 }
 
 impl LastLayer {

@@ -6,7 +6,8 @@
 //! the noise-only Split. Works on a batch of images, each with its own controls.
 //!
 //! Host/device split: the network passes run on the device; the small per-stage decisions
-//! (sampling codes, Split, clamping) run on the host.
+//! (sampling codes, Split, clamping) run on the host. On the CPU backend the network passes go
+//! through [`HostGenerator`] (fused host kernels, several times faster than burn-flex op by op).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,7 @@ use super::settings::{SamplerSettings, flow_times};
 use super::streams::{Purpose, gumbel, normals, stream};
 use crate::granularity::{GranularitySequence, SequenceStage, SplitOptions, sigma_of_label, split_balanced, split_general, split_gumbel};
 use crate::model::generator::NvgGenerator;
+use crate::model::host::HostGenerator;
 use crate::model::tokenizer::to_vec_f32;
 use crate::model::Tokenizer;
 
@@ -155,6 +157,11 @@ impl Rows {
     }
 }
 
+/// Rows `image[r]` of a host batch `[B, n]` → `[R, n]`.
+fn gather_host(data: &[f32], image: &[usize], n: usize) -> Vec<f32> {
+    image.iter().flat_map(|&b| data[b * n..(b + 1) * n].iter().copied()).collect()
+}
+
 fn guided(c: f32, u: Option<f32>, g: f32) -> f32 {
     match u {
         Some(u) => u + g * (c - u),
@@ -216,6 +223,8 @@ pub fn sample(
     let canvas_maps: Vec<Vec<&[u32]>> = (0..start).map(|s| maps.iter().map(|m| m[s].as_slice()).collect()).collect();
     let canvas_codes: Vec<Vec<&[u32]>> = (0..start).map(|s| codes.iter().map(|c| c[s].as_slice()).collect()).collect();
     let mut canvas = tokenizer.canvas_from_maps(b, l, &canvas_maps, &canvas_codes, phi_weight);
+    let host = HostGenerator::for_device(generator, &canvas.device());
+    let channels = cfg.latent_channels;
 
     let null = cfg.null_class();
     for stage in start..s_count {
@@ -231,9 +240,15 @@ pub fn sample(
         let stage_codes: Vec<Vec<u32>> = if need_net {
             let rows = Rows::new(&cluster_cls, settings.content_cfg.map(|_| null));
             let row_labels: Vec<&[u32]> = rows.image.iter().map(|&bi| labels[bi]).collect();
-            let (_, logits) = generator.content_forward(stage, &rows.classes, rows.gather(&canvas), &row_labels);
+            let logits = match &host {
+                Some(h) => {
+                    let rows_canvas = gather_host(&to_vec_f32(canvas.clone()), &rows.image, l * channels);
+                    h.content_logits(generator, stage, &rows.classes, &rows_canvas, &row_labels)
+                }
+                None => to_vec_f32(generator.content_forward(stage, &rows.classes, rows.gather(&canvas), &row_labels).1),
+            };
             let v = cfg.vocab_size;
-            let host = to_vec_f32(logits); // [R, K, V]
+            let host = logits; // [R, K, V]
             let g = settings.content_cfg.map(|c| c.at(stage, s_count)).unwrap_or(1.0);
             let top_p = settings.top_p_at(stage, s_count);
             jobs.iter()
@@ -284,7 +299,8 @@ pub fn sample(
 
         // ---- structure of the next stage ----
         if stage + 1 < s_count {
-            let next = next_structure(generator, jobs, settings, stage, &labels, &cluster_cls, &canvas, bits, side, cancel)?;
+            let next =
+                next_structure(generator, host.as_ref(), jobs, settings, stage, &labels, &cluster_cls, &canvas, bits, side, cancel)?;
             for (bi, m) in next.into_iter().enumerate() {
                 maps[bi].push(m);
             }
@@ -331,6 +347,7 @@ fn locked_clusters(job: &ImageJob, stage: usize, labels: &[u32], k: usize) -> Ve
 #[allow(clippy::too_many_arguments)]
 fn next_structure(
     generator: &NvgGenerator,
+    host: Option<&HostGenerator>,
     jobs: &[ImageJob],
     settings: &SamplerSettings,
     stage: usize,
@@ -384,7 +401,7 @@ fn next_structure(
     let forced: Vec<Option<&Vec<u32>>> = jobs.iter().map(|j| j.forced_structure.get(&(stage + 1))).collect();
     let network = stage < cfg.num_structure_stages() && forced.iter().any(|f| f.is_none());
     if network {
-        run_flow(generator, settings, stage, labels, cluster_cls, canvas, &mut z, &clamp, cancel)?;
+        run_flow(generator, host, settings, stage, labels, cluster_cls, canvas, &mut z, &clamp, cancel)?;
     }
 
     jobs.iter()
@@ -445,6 +462,7 @@ fn next_structure(
 #[allow(clippy::too_many_arguments)]
 fn run_flow(
     generator: &NvgGenerator,
+    host: Option<&HostGenerator>,
     settings: &SamplerSettings,
     stage: usize,
     labels: &[&[u32]],
@@ -460,7 +478,11 @@ fn run_flow(
     let s_count = cfg.num_stages();
     let rows = Rows::new(cluster_cls, settings.structure_cfg.map(|_| cfg.null_class()));
     let row_labels: Vec<&[u32]> = rows.image.iter().map(|&bi| labels[bi]).collect();
-    let cond = rows.gather(canvas);
+    let prep = host.map(|h| {
+        let rows_canvas = gather_host(&to_vec_f32(canvas.clone()), &rows.image, l * cfg.latent_channels);
+        (h, h.structure_prep(generator, stage, &rows.classes, &rows_canvas, &row_labels))
+    });
+    let cond = if prep.is_none() { Some(rows.gather(canvas)) } else { None };
     let g = settings.structure_cfg.map(|c| c.at(stage, s_count)).unwrap_or(1.0);
     let times = flow_times(settings.flow_steps);
     let device = canvas.device();
@@ -473,8 +495,14 @@ fn run_flow(
         for &bi in &rows.image {
             zr.extend_from_slice(&z[bi]);
         }
-        let zt = Tensor::<3>::from_data(TensorData::new(zr, [rows.image.len(), l, bits]), &device);
-        let v = to_vec_f32(generator.structure_forward(stage, &rows.classes, cond.clone(), &row_labels, zt, &[t_cur]));
+        let v = match &prep {
+            Some((h, prep)) => h.structure_velocity(prep, &zr, t_cur),
+            None => {
+                let zt = Tensor::<3>::from_data(TensorData::new(zr, [rows.image.len(), l, bits]), &device);
+                let cond = cond.clone().expect("the burn path gathers its condition");
+                to_vec_f32(generator.structure_forward(stage, &rows.classes, cond, &row_labels, zt, &[t_cur]))
+            }
+        };
         let dt = (t_next as f64 - t_cur as f64) as f32;
         for (bi, zb) in z.iter_mut().enumerate() {
             for p in 0..l {
@@ -521,7 +549,8 @@ pub fn structure_flow(
         noise.iter().zip(&clamp).map(|(n, c)| n.iter().zip(c).map(|(&v, c)| c.unwrap_or(v)).collect()).collect();
     let cluster_cls: Vec<Vec<usize>> = classes.iter().map(|&c| vec![c; 1 << stage]).collect();
     if stage < cfg.num_structure_stages() {
-        run_flow(generator, settings, stage, labels, &cluster_cls, canvas_next, &mut z, &clamp, &|| false)?;
+        let host = HostGenerator::for_device(generator, &canvas_next.device());
+        run_flow(generator, host.as_ref(), settings, stage, labels, &cluster_cls, canvas_next, &mut z, &clamp, &|| false)?;
     }
     Ok(z)
 }

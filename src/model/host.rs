@@ -1,0 +1,593 @@
+//! The generator's inference path on the host CPU: both branches of [`NvgGenerator`] evaluated on
+//! plain `f32` buffers with the `gemm` crate's kernels and the fused kernels of
+//! [`super::kernels`], instead of one burn-flex operation at a time.
+//!
+//! Why: burn-flex reaches ≈ 47 GFLOP/s on the structure block's fused projection (513 × 128 ·
+//! 128 × 896) and runs GELU's `exp` one element at a time, while `gemm` itself reaches ≈ 160
+//! GFLOP/s on the same shape with the rows split over the two cores (docs/benchmarks.md). The
+//! arithmetic is the burn path's (same formulas, f32 throughout); only the rounding order differs,
+//! and the parity tests hold this path to the reference vectors too.
+//!
+//! Determinism: every image of a batch is computed alone, and every row split is a fixed function
+//! of the shape (two halves, whichever thread runs them), so a result does not depend on the batch
+//! it was computed in, the thread count or scheduling.
+//!
+//! Used by the sampler on the CPU backend (burn's flex device, without autodiff); the burn path
+//! stays for training, the GPU and as the reference (`set_enabled(false)`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::nn::Linear;
+use burn::tensor::{Device, Tensor};
+
+use super::generator::{NvgGenerator, time_embedding_values};
+use super::kernels;
+use super::tokenizer::to_vec_f32;
+use super::transformer::{HEAD_DIM, LastLayer, NORM_EPS, ParallelBlock, rope_tables};
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the host path on or off for the whole process (on by default; benchmarks and tests
+/// switch it off to time or check the burn path).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::SeqCst);
+}
+
+/// Whether the sampler uses the host path on the CPU backend.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::SeqCst)
+}
+
+/// Rows below this count are not split over the two halves.
+const SPLIT_MIN_ROWS: usize = 16;
+
+/// Runs `f(first_row, rows)` on two fixed halves of `m` rows in parallel (one call for few rows).
+fn for_row_halves(m: usize, f: impl Fn(usize, usize) + Sync) {
+    if m >= SPLIT_MIN_ROWS {
+        let h = m.div_ceil(2);
+        rayon::join(|| f(0, h), || f(h, m - h));
+    } else {
+        f(0, m);
+    }
+}
+
+/// A raw pointer that closures running on two threads may share; every use writes disjoint rows.
+#[derive(Clone, Copy)]
+struct Ptr(*mut f32);
+// SAFETY: the pointer is only dereferenced for disjoint row ranges (see `for_row_halves`), and the
+// buffer outlives the parallel region.
+unsafe impl Send for Ptr {}
+// SAFETY: as above.
+unsafe impl Sync for Ptr {}
+
+impl Ptr {
+    fn of(v: &mut [f32]) -> Self {
+        Self(v.as_mut_ptr())
+    }
+    /// # Safety
+    /// `off + len` must be within the buffer and the range not aliased by another live slice.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, off: usize, len: usize) -> &mut [f32] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(off), len) }
+    }
+    fn at(&self, off: usize) -> *mut f32 {
+        self.0.wrapping_add(off)
+    }
+}
+
+/// `dst = [dst +] beta · lhs · rhs` for an `m × k` lhs with unit column stride and row stride
+/// `lhs_rs`, rhs element `(i, j)` at `rhs[i·rhs_rs + j·rhs_cs]`, dst with row stride `dst_rs`.
+///
+/// # Safety
+/// Every addressed element must lie inside its buffer; `dst` must not overlap `lhs` or `rhs`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
+    beta: f32,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract; gemm reads/writes exactly the described strided views.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            1,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            beta,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+fn silu(v: f32) -> f32 {
+    v / (1.0 + (-v).exp())
+}
+
+/// A Linear layer's weight `[d_in, d_out]` (burn's layout: `y = x·W + b`) and bias.
+struct HostLinear {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    d_in: usize,
+    d_out: usize,
+}
+
+impl HostLinear {
+    fn new(l: &Linear) -> Self {
+        let [d_in, d_out] = l.weight.val().dims();
+        let w = to_vec_f32(l.weight.val());
+        let b = l.bias.as_ref().map(|b| to_vec_f32(b.val())).unwrap_or_else(|| vec![0.0; d_out]);
+        Self { w, b, d_in, d_out }
+    }
+
+    /// `out[m × d_out] = x[m × d_in]·W + b` on the calling thread.
+    fn rows(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        assert!(x.len() >= m * self.d_in && out.len() >= m * self.d_out, "host linear: buffers too small");
+        for r in 0..m {
+            out[r * self.d_out..(r + 1) * self.d_out].copy_from_slice(&self.b);
+        }
+        // SAFETY: the sizes were checked above; `out` is a distinct buffer.
+        unsafe {
+            matmul(m, self.d_out, self.d_in, out.as_mut_ptr(), self.d_out, true, x.as_ptr(), self.d_in, self.w.as_ptr(), self.d_out, 1, 1.0)
+        };
+    }
+
+    fn apply(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let mut out = vec![0.0; m * self.d_out];
+        self.rows(x, m, &mut out);
+        out
+    }
+
+    /// [`Self::rows`] with the rows split over two threads.
+    fn apply_par(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let mut out = vec![0.0; m * self.d_out];
+        let op = Ptr::of(&mut out);
+        for_row_halves(m, |r0, n| {
+            // SAFETY: the halves cover disjoint rows of `out`.
+            let o = unsafe { op.slice(r0 * self.d_out, n * self.d_out) };
+            self.rows(&x[r0 * self.d_in..(r0 + n) * self.d_in], n, o);
+        });
+        out
+    }
+}
+
+/// Scratch buffers of one block evaluation, reused across blocks.
+#[derive(Default)]
+struct Workspace {
+    u: Vec<f32>,
+    proj: Vec<f32>,
+    cat: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    o: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+fn grow(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+}
+
+/// One parallel block (§4.2) on the host.
+struct HostBlock {
+    modulation: HostLinear,
+    linear1: HostLinear,
+    linear2: HostLinear,
+    q_scale: Vec<f32>,
+    k_scale: Vec<f32>,
+    heads: usize,
+    width: usize,
+    mlp: usize,
+}
+
+impl HostBlock {
+    fn new(b: &ParallelBlock) -> Self {
+        let linear1 = HostLinear::new(&b.linear1);
+        let width = b.heads * HEAD_DIM;
+        let mlp = linear1.d_out - 3 * width;
+        Self {
+            modulation: HostLinear::new(&b.modulation.lin),
+            linear1,
+            linear2: HostLinear::new(&b.linear2),
+            q_scale: to_vec_f32(b.norm.query_norm.scale.val()),
+            k_scale: to_vec_f32(b.norm.key_norm.scale.val()),
+            heads: b.heads,
+            width,
+            mlp,
+        }
+    }
+
+    /// `x` `[T, W]` of one image in place; `vec` `[W]`; `cos`, `sin` `[T, 64]`.
+    fn forward(&self, x: &mut [f32], t: usize, vec: &[f32], cos: &[f32], sin: &[f32], ws: &mut Workspace) {
+        let (w, h, mlp) = (self.width, self.heads, self.mlp);
+        let (p, c) = (3 * w + mlp, w + mlp);
+        let eps = NORM_EPS as f32;
+        assert!(x.len() == t * w && vec.len() == w && cos.len() == t * HEAD_DIM && sin.len() == t * HEAD_DIM);
+
+        // 1. Modulation: (shift, scale, gate) = Linear(SiLU(vec)).
+        let sv: Vec<f32> = vec.iter().map(|&v| silu(v)).collect();
+        let m = self.modulation.apply(&sv, 1);
+        let (shift, scale, gate) = (&m[..w], &m[w..2 * w], &m[2 * w..3 * w]);
+        let scale1p: Vec<f32> = scale.iter().map(|s| 1.0 + s).collect();
+
+        grow(&mut ws.u, t * w);
+        grow(&mut ws.proj, t * p);
+        grow(&mut ws.cat, t * c);
+        grow(&mut ws.q, t * w);
+        grow(&mut ws.k, t * w);
+        grow(&mut ws.o, t * w);
+        grow(&mut ws.scores, t * t);
+        let (xp, up, pp, cp) = (Ptr::of(x), Ptr::of(&mut ws.u), Ptr::of(&mut ws.proj), Ptr::of(&mut ws.cat));
+        let (qp, kp, op, sp) = (Ptr::of(&mut ws.q), Ptr::of(&mut ws.k), Ptr::of(&mut ws.o), Ptr::of(&mut ws.scores));
+
+        // 2–4 and 6, row-local: modulated LayerNorm, the fused projection, q/k RMSNorm + RoPE
+        // (token-major, head h at columns h·64..), GELU of the MLP part into the concat buffer.
+        for_row_halves(t, |r0, n| {
+            // SAFETY: each half touches rows r0..r0+n of every buffer only; `x` is read here.
+            let (xr, u, proj) = unsafe { (xp.slice(r0 * w, n * w), up.slice(r0 * w, n * w), pp.slice(r0 * p, n * p)) };
+            let (q, k, cat) = unsafe { (qp.slice(r0 * w, n * w), kp.slice(r0 * w, n * w), cp.slice(r0 * c, n * c)) };
+            for r in 0..n {
+                kernels::layer_norm_modulate(&xr[r * w..(r + 1) * w], &scale1p, shift, eps, &mut u[r * w..(r + 1) * w]);
+            }
+            self.linear1.rows(u, n, proj);
+            for r in 0..n {
+                let tok = r0 + r;
+                let (cs, sn) = (&cos[tok * HEAD_DIM..(tok + 1) * HEAD_DIM], &sin[tok * HEAD_DIM..(tok + 1) * HEAD_DIM]);
+                let row = &proj[r * p..(r + 1) * p];
+                for hh in 0..h {
+                    let o = hh * HEAD_DIM;
+                    kernels::rms_rope(&row[o..o + HEAD_DIM], &self.q_scale, cs, sn, eps, &mut q[r * w + o..r * w + o + HEAD_DIM]);
+                    let ko = w + o;
+                    kernels::rms_rope(&row[ko..ko + HEAD_DIM], &self.k_scale, cs, sn, eps, &mut k[r * w + o..r * w + o + HEAD_DIM]);
+                }
+                kernels::gelu_tanh(&row[3 * w..], &mut cat[r * c + w..(r + 1) * c]);
+            }
+        });
+
+        // 5. Attention per query-row half, head by head: S = q·kᵀ/8, softmax, S·v into the concat
+        // buffer's first W columns (v read in place from the projection).
+        for_row_halves(t, |r0, n| {
+            // SAFETY: this half's score rows are its own.
+            let s = unsafe { sp.slice(r0 * t, n * t) };
+            for hh in 0..h {
+                let o = hh * HEAD_DIM;
+                // SAFETY: q rows r0..r0+n and all k rows lie inside their T×W buffers (read only
+                // in this region); the score block is n×T.
+                unsafe { matmul(n, t, HEAD_DIM, s.as_mut_ptr(), t, false, qp.at(r0 * w + o), w, kp.at(o), 1, w, 0.125) };
+                for r in 0..n {
+                    kernels::softmax_row(&mut s[r * t..(r + 1) * t]);
+                }
+                // SAFETY: v = proj columns 2W + o.., all T rows (read only here); dst rows r0..r0+n
+                // of the concat buffer, columns o..o+64.
+                unsafe { matmul(n, HEAD_DIM, t, cp.at(r0 * c + o), c, false, s.as_ptr(), t, pp.at(2 * w + o), p, 1, 1.0) };
+            }
+        });
+
+        // 7. Output projection and gated residual: x += gate ⊙ (concat·W2 + b2).
+        for_row_halves(t, |r0, n| {
+            // SAFETY: rows r0..r0+n of `o` and `x`; the concat rows are read only.
+            let (o, xr) = unsafe { (op.slice(r0 * w, n * w), xp.slice(r0 * w, n * w)) };
+            unsafe { matmul(n, w, c, o.as_mut_ptr(), w, false, cp.at(r0 * c), c, self.linear2.w.as_ptr(), w, 1, 1.0) };
+            for r in 0..n {
+                kernels::gated_residual(&mut xr[r * w..(r + 1) * w], &o[r * w..(r + 1) * w], gate, &self.linear2.b);
+            }
+        });
+    }
+}
+
+/// The final adaLN layer on the host.
+struct HostLast {
+    ada: HostLinear,
+    linear: HostLinear,
+}
+
+impl HostLast {
+    fn new(l: &LastLayer) -> Self {
+        Self { ada: HostLinear::new(&l.ada_ln_modulation), linear: HostLinear::new(&l.linear) }
+    }
+
+    /// `x` `[rows, W]`, `vec` `[W]` → `[rows, out]`.
+    fn forward(&self, x: &[f32], rows: usize, vec: &[f32]) -> Vec<f32> {
+        let w = self.ada.d_in;
+        let sv: Vec<f32> = vec.iter().map(|&v| silu(v)).collect();
+        let m = self.ada.apply(&sv, 1);
+        let shift = &m[..w];
+        let scale1p: Vec<f32> = m[w..2 * w].iter().map(|s| 1.0 + s).collect();
+        let mut u = vec![0.0; rows * w];
+        for r in 0..rows {
+            kernels::layer_norm_modulate(&x[r * w..(r + 1) * w], &scale1p, shift, NORM_EPS as f32, &mut u[r * w..(r + 1) * w]);
+        }
+        self.linear.apply_par(&u, rows)
+    }
+}
+
+fn embedding_rows(table: &Tensor<2>) -> Vec<f32> {
+    to_vec_f32(table.clone())
+}
+
+/// What the structure flow of one stage keeps across its flow steps: per image the class, the
+/// canvas-condition tokens and the RoPE tables.
+pub struct StructurePrep {
+    stage: usize,
+    classes: Vec<usize>,
+    /// Per image `[L, W_s]`.
+    cond_tokens: Vec<Vec<f32>>,
+    /// Per image `[1 + 2L, 64]`.
+    cos: Vec<Vec<f32>>,
+    sin: Vec<Vec<f32>>,
+}
+
+/// Host copies of a generator's weights (see the module docs).
+pub struct HostGenerator {
+    num_stages: usize,
+    positions: usize,
+    channels: usize,
+    bits: usize,
+    vocab: usize,
+    scale_factors: Vec<f32>,
+    content_width: usize,
+    structure_width: usize,
+    // content branch
+    start: Vec<f32>,
+    content_embed: HostLinear,
+    content_class: Vec<f32>,
+    content_stage: Vec<f32>,
+    content_blocks: Vec<HostBlock>,
+    x0_head: HostLast,
+    cls_head: HostLinear,
+    // structure branch
+    structure_embed: HostLinear,
+    structure_class: Vec<f32>,
+    cond_embed: HostLinear,
+    structure_stage: Vec<f32>,
+    time_in: HostLinear,
+    time_out: HostLinear,
+    structure_blocks: Vec<HostBlock>,
+    structure_head: HostLast,
+}
+
+impl HostGenerator {
+    /// Copies the weights of `g` to the host.
+    pub fn new(g: &NvgGenerator) -> Self {
+        let cfg = g.config();
+        Self {
+            num_stages: cfg.num_stages(),
+            positions: cfg.num_positions(),
+            channels: cfg.latent_channels,
+            bits: cfg.num_bits(),
+            vocab: cfg.vocab_size,
+            scale_factors: cfg.scale_factors.clone(),
+            content_width: cfg.content_width,
+            structure_width: cfg.structure_width,
+            start: to_vec_f32(g.content_start_embed.val()),
+            content_embed: HostLinear::new(&g.content_embed),
+            content_class: embedding_rows(&g.content_class_embed.weight.val()),
+            content_stage: embedding_rows(&g.content_stage_embed.weight.val()),
+            content_blocks: g.content_blocks.iter().map(HostBlock::new).collect(),
+            x0_head: HostLast::new(&g.x0_head),
+            cls_head: HostLinear::new(&g.cls_head.linear),
+            structure_embed: HostLinear::new(&g.structure_embed),
+            structure_class: embedding_rows(&g.structure_class_embed.weight.val()),
+            cond_embed: HostLinear::new(&g.structure_content_cond_embed),
+            structure_stage: embedding_rows(&g.structure_stage_embed.weight.val()),
+            time_in: HostLinear::new(&g.structure_time_embed.in_layer),
+            time_out: HostLinear::new(&g.structure_time_embed.out_layer),
+            structure_blocks: g.structure_blocks.iter().map(HostBlock::new).collect(),
+            structure_head: HostLast::new(&g.structure_head),
+        }
+    }
+
+    /// The host path for `g` when tensors live on `device` and the path applies there: burn's
+    /// flex CPU device without autodiff, and [`enabled`].
+    pub fn for_device(g: &NvgGenerator, device: &Device) -> Option<Self> {
+        (enabled() && *device == Device::flex()).then(|| Self::new(g))
+    }
+
+    /// Content branch at `stage` (§4.4) for a batch: `canvas` `[B, L, C]` unscaled (not read at
+    /// stage 0), `labels` each image's stage map. Returns the per-cluster logits `[B, 2^stage, V]`
+    /// — what the sampler needs (x̂ is computed on the way).
+    pub fn content_logits(&self, g: &NvgGenerator, stage: usize, classes: &[usize], canvas: &[f32], labels: &[&[u32]]) -> Vec<f32> {
+        let (l, ch, w, v) = (self.positions, self.channels, self.content_width, self.vocab);
+        let k = 1usize << stage;
+        assert!(stage < self.num_stages, "content stage {stage} out of range");
+        assert!(canvas.len() == classes.len() * l * ch && labels.len() == classes.len(), "content_logits: batch shapes differ");
+        let ids = g.rope_ids(stage, labels, false);
+        let layout = g.config().rope_layout();
+        let t = 1 + l;
+        let mut ws = Workspace::default();
+        let mut out = Vec::with_capacity(classes.len() * k * v);
+        for (b, &y) in classes.iter().enumerate() {
+            let cv = &canvas[b * l * ch..(b + 1) * l * ch];
+            let class_row = &self.content_class[y * w..(y + 1) * w];
+            let vec: Vec<f32> = class_row.iter().zip(&self.content_stage[stage * w..(stage + 1) * w]).map(|(a, s)| a + s).collect();
+            let z: Vec<f32> = if stage == 0 {
+                self.start.clone()
+            } else {
+                let sf = self.scale_factors[stage];
+                cv.iter().map(|x| x * sf).collect()
+            };
+            let mut x = Vec::with_capacity(t * w);
+            x.extend_from_slice(class_row);
+            x.extend(self.content_embed.apply_par(&z, l));
+            let (cos, sin, _) = rope_tables(&layout, std::slice::from_ref(&ids[b]));
+            for blk in &self.content_blocks {
+                blk.forward(&mut x, t, &vec, &cos, &sin, &mut ws);
+            }
+            let mut x0 = self.x0_head.forward(&x[w..], l, &vec);
+            let out_scale = self.scale_factors[self.num_stages];
+            x0.iter_mut().for_each(|e| *e /= out_scale);
+            if stage > 0 {
+                x0.iter_mut().zip(cv).for_each(|(e, c)| *e -= c);
+            }
+            // Cluster means of the residual (empty clusters → 0, §10.3).
+            let mut counts = vec![0usize; k];
+            labels[b].iter().for_each(|&lab| counts[lab as usize] += 1);
+            let mut means = vec![0f32; k * ch];
+            for (p, &lab) in labels[b].iter().enumerate() {
+                let wgt = 1.0 / counts[lab as usize].max(1) as f32;
+                let m = &mut means[lab as usize * ch..(lab as usize + 1) * ch];
+                m.iter_mut().zip(&x0[p * ch..(p + 1) * ch]).for_each(|(a, r)| *a += wgt * r);
+            }
+            out.extend(self.cls_head.apply_par(&means, k));
+        }
+        out
+    }
+
+    /// What the structure flow at `stage` keeps across its steps: `cond` is the canvas after the
+    /// content stage `[B, L, C]` (unscaled), `labels` each image's stage map.
+    pub fn structure_prep(&self, g: &NvgGenerator, stage: usize, classes: &[usize], cond: &[f32], labels: &[&[u32]]) -> StructurePrep {
+        let (l, ch) = (self.positions, self.channels);
+        assert!(stage + 2 < self.num_stages, "structure stage {stage} out of range");
+        assert!(cond.len() == classes.len() * l * ch && labels.len() == classes.len(), "structure_prep: batch shapes differ");
+        let ids = g.rope_ids(stage, labels, true);
+        let layout = g.config().rope_layout();
+        let mut cos = Vec::new();
+        let mut sin = Vec::new();
+        for id in &ids {
+            let (c, s, _) = rope_tables(&layout, std::slice::from_ref(id));
+            cos.push(c);
+            sin.push(s);
+        }
+        let cond_tokens = (0..classes.len()).map(|b| self.cond_embed.apply_par(&cond[b * l * ch..(b + 1) * l * ch], l)).collect();
+        StructurePrep { stage, classes: classes.to_vec(), cond_tokens, cos, sin }
+    }
+
+    /// Structure velocity `[B, L, S − 1]` (§4.5) at flow time `t` for the flow state `z`
+    /// `[B, L, S − 1]`.
+    pub fn structure_velocity(&self, prep: &StructurePrep, z: &[f32], t: f32) -> Vec<f32> {
+        let (l, bits, w) = (self.positions, self.bits, self.structure_width);
+        let b_count = prep.classes.len();
+        assert_eq!(z.len(), b_count * l * bits, "structure_velocity: z must be [B, L, S − 1]");
+        let tt = 1 + 2 * l;
+        let te = time_embedding_values(&[t]);
+        let hidden: Vec<f32> = self.time_in.apply(&te, 1).into_iter().map(silu).collect();
+        let time = self.time_out.apply(&hidden, 1);
+        let stage_row = &self.structure_stage[prep.stage * w..(prep.stage + 1) * w];
+        let mut ws = Workspace::default();
+        let mut out = Vec::with_capacity(b_count * l * bits);
+        for (b, &y) in prep.classes.iter().enumerate() {
+            let class_row = &self.structure_class[y * w..(y + 1) * w];
+            let vec: Vec<f32> = (0..w).map(|i| class_row[i] + time[i] + stage_row[i]).collect();
+            let mut x = Vec::with_capacity(tt * w);
+            x.extend_from_slice(class_row);
+            x.extend_from_slice(&prep.cond_tokens[b]);
+            x.extend(self.structure_embed.apply_par(&z[b * l * bits..(b + 1) * l * bits], l));
+            for blk in &self.structure_blocks {
+                blk.forward(&mut x, tt, &vec, &prep.cos[b], &prep.sin[b], &mut ws);
+            }
+            out.extend(self.structure_head.forward(&x[(1 + l) * w..], l, &vec));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+    use crate::model::generator::GeneratorConfig;
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(worst <= 2e-4 * scale, "{what}: max |host − burn| = {worst} (max |burn| = {scale})");
+    }
+
+    /// A generator with non-trivial weights everywhere (the zero-initialised biases and unit
+    /// scales of a fresh model would hide mistakes in those terms).
+    fn perturbed(cfg: &GeneratorConfig, dev: &Device) -> NvgGenerator {
+        use burn::module::{Module, ModuleMapper, Param};
+        struct Noise;
+        impl ModuleMapper for Noise {
+            fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let t = p.val();
+                let dims = t.dims();
+                let noise = Tensor::<D>::random(dims, Distribution::Normal(0.0, 0.05), &t.device());
+                Param::from_tensor(t + noise)
+            }
+        }
+        NvgGenerator::new(cfg, dev).map(&mut Noise)
+    }
+
+    #[test]
+    fn host_path_matches_the_burn_path() {
+        let dev = Device::flex();
+        let mut cfg = GeneratorConfig::test_tiny();
+        cfg.structure_width = 128;
+        cfg.structure_heads = 2;
+        cfg.scale_factors = vec![1.0, 2.0, 1.5, 1.2, 1.1, 0.9];
+        let g = perturbed(&cfg, &dev);
+        let host = HostGenerator::new(&g);
+        let (l, c, bits) = (cfg.num_positions(), cfg.latent_channels, cfg.num_bits());
+        for stage in 0..cfg.num_stages() {
+            // Two images: one balanced map, one unbalanced with an empty cluster.
+            let k = 1u32 << stage;
+            let a: Vec<u32> = (0..l as u32).map(|p| p * k / l as u32).collect();
+            let bm: Vec<u32> = (0..l as u32).map(|p| if p < 3 { 0 } else { (p % k).min(k.saturating_sub(2)) }).collect();
+            let labels = [a.as_slice(), bm.as_slice()];
+            let canvas = Tensor::<3>::random([2, l, c], Distribution::Normal(0.0, 1.0), &dev);
+            let classes = [1, cfg.null_class()];
+            let (_, logits) = g.content_forward(stage, &classes, canvas.clone(), &labels);
+            let host_logits = host.content_logits(&g, stage, &classes, &to_vec_f32(canvas.clone()), &labels);
+            close(&host_logits, &to_vec_f32(logits), &format!("content logits, stage {stage}"));
+            if stage + 2 < cfg.num_stages() {
+                let z = Tensor::<3>::random([2, l, bits], Distribution::Normal(0.0, 1.0), &dev);
+                let v = g.structure_forward(stage, &classes, canvas.clone(), &labels, z.clone(), &[0.37]);
+                let prep = host.structure_prep(&g, stage, &classes, &to_vec_f32(canvas), &labels);
+                let hv = host.structure_velocity(&prep, &to_vec_f32(z), 0.37);
+                close(&hv, &to_vec_f32(v), &format!("structure velocity, stage {stage}"));
+            }
+        }
+    }
+
+    #[test]
+    fn host_results_do_not_depend_on_the_batch() {
+        let dev = Device::flex();
+        let cfg = GeneratorConfig::test_tiny();
+        let g = perturbed(&cfg, &dev);
+        let host = HostGenerator::new(&g);
+        let (l, c, bits) = (cfg.num_positions(), cfg.latent_channels, cfg.num_bits());
+        let stage = 2;
+        let labels: Vec<u32> = (0..l as u32).map(|p| p * 4 / l as u32).collect();
+        let canvas = to_vec_f32(Tensor::<3>::random([2, l, c], Distribution::Normal(0.0, 1.0), &dev));
+        let z = to_vec_f32(Tensor::<3>::random([2, l, bits], Distribution::Normal(0.0, 1.0), &dev));
+        let both = host.content_logits(&g, stage, &[0, 3], &canvas, &[&labels, &labels]);
+        let second = host.content_logits(&g, stage, &[3], &canvas[l * c..], &[&labels]);
+        assert_eq!(&both[both.len() / 2..], second.as_slice());
+        let prep2 = host.structure_prep(&g, stage, &[0, 3], &canvas, &[&labels, &labels]);
+        let prep1 = host.structure_prep(&g, stage, &[3], &canvas[l * c..], &[&labels]);
+        let v2 = host.structure_velocity(&prep2, &z, 0.5);
+        let v1 = host.structure_velocity(&prep1, &z[l * bits..], 0.5);
+        assert_eq!(&v2[v2.len() / 2..], v1.as_slice());
+        // And twice the same call gives the same bits.
+        assert_eq!(v1, host.structure_velocity(&prep1, &z[l * bits..], 0.5));
+    }
+}

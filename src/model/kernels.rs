@@ -1,0 +1,455 @@
+//! Vectorised f32 kernels for the host inference path ([`super::host`]): softmax rows, GELU-tanh,
+//! the modulated LayerNorm, and q/k RMSNorm + RoPE of one head row.
+//!
+//! Each kernel has an AVX2 + FMA version, chosen at run time when the CPU has both, and a scalar
+//! version with the same arithmetic order otherwise. `exp` is the classic Cephes single-precision
+//! scheme (range reduction by ln 2 split in two constants, a degree-5 polynomial, the exponent
+//! built from bits): about 1 ulp over the range softmax and GELU use. Our crate is compiled at
+//! opt-level 1 in the dev profile, where LLVM does not vectorise loops, so the vector versions are
+//! written with `std::arch` intrinsics.
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+const EXP_P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+/// Below this, `exp` returns exactly 0: e⁻⁸⁰ is far below f32 resolution next to a softmax
+/// row's maximum (1), and stopping here keeps every result — even divided by a row sum of up to
+/// 10⁵ — clear of denormals, whose arithmetic is ~100× slower in the matmul that follows.
+const EXP_LO: f32 = -80.0;
+/// Above this, inputs are clamped so the exponent bits stay valid (no inf).
+const EXP_HI: f32 = 88.3;
+/// √(2/π)·2: GELU-tanh is x·σ(2u) with u = √(2/π)·(x + 0.044715·x³).
+const GELU_2C: f32 = 1.595_769_1;
+const GELU_A: f32 = 0.044_715;
+
+/// True when the AVX2 + FMA kernels are used on this machine.
+pub fn vectorised() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Scalar `exp` with the same scheme as the vector one.
+#[inline]
+fn exp_scalar(x: f32) -> f32 {
+    if x < EXP_LO {
+        return 0.0;
+    }
+    let x = if x > EXP_HI { EXP_HI } else { x }; // NaN stays NaN
+    let n = (x * LOG2E).round_ties_even();
+    let r = x - n * LN2_HI;
+    let r = r - n * LN2_LO;
+    let mut p = EXP_P[0];
+    for &c in &EXP_P[1..] {
+        p = p * r + c;
+    }
+    let y = p * (r * r) + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// In place: `row ← softmax(row)`.
+pub fn softmax_row(row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if vectorised() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        unsafe { avx::softmax_row(row) };
+        return;
+    }
+    scalar::softmax_row(row)
+}
+
+/// `dst[i] = GELU_tanh(src[i])`, computed as `x / (1 + exp(−2u))`.
+pub fn gelu_tanh(src: &[f32], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    #[cfg(target_arch = "x86_64")]
+    if vectorised() {
+        // SAFETY: AVX2 and FMA checked; lengths equal.
+        unsafe { avx::gelu_tanh(src, dst) };
+        return;
+    }
+    scalar::gelu_tanh(src, dst)
+}
+
+/// Modulated LayerNorm of one row (§4.2 step 2): `dst = (x − mean)/√(var + eps) · scale1p + shift`,
+/// where `scale1p` is already `1 + scale`.
+pub fn layer_norm_modulate(x: &[f32], scale1p: &[f32], shift: &[f32], eps: f32, dst: &mut [f32]) {
+    let w = x.len();
+    assert!(scale1p.len() == w && shift.len() == w && dst.len() == w);
+    #[cfg(target_arch = "x86_64")]
+    if vectorised() && w % 8 == 0 {
+        // SAFETY: AVX2 and FMA checked; all slices have length w, a multiple of 8.
+        unsafe { avx::layer_norm_modulate(x, scale1p, shift, eps, dst) };
+        return;
+    }
+    scalar::layer_norm_modulate(x, scale1p, shift, eps, dst)
+}
+
+/// RMSNorm of one 64-dim head row times `scale`, then the RoPE rotation of interleaved pairs with
+/// full-width tables (`cos` twice per pair, `sin` as `(−s, +s)`): `dst[i] = y[i]·cos[i] + y[i^1]·sin[i]`.
+pub fn rms_rope(x: &[f32], scale: &[f32], cos: &[f32], sin: &[f32], eps: f32, dst: &mut [f32]) {
+    let d = x.len();
+    assert!(scale.len() == d && cos.len() == d && sin.len() == d && dst.len() == d && d % 2 == 0);
+    #[cfg(target_arch = "x86_64")]
+    if vectorised() && d % 8 == 0 {
+        // SAFETY: AVX2 and FMA checked; all slices have length d, a multiple of 8.
+        unsafe { avx::rms_rope(x, scale, cos, sin, eps, dst) };
+        return;
+    }
+    scalar::rms_rope(x, scale, cos, sin, eps, dst)
+}
+
+/// Gated residual of one row (§4.2 step 7): `x += gate ⊙ (o + bias)`.
+pub fn gated_residual(x: &mut [f32], o: &[f32], gate: &[f32], bias: &[f32]) {
+    let w = x.len();
+    assert!(o.len() == w && gate.len() == w && bias.len() == w);
+    #[cfg(target_arch = "x86_64")]
+    if vectorised() && w % 8 == 0 {
+        // SAFETY: AVX2 and FMA checked; all slices have length w, a multiple of 8.
+        unsafe { avx::gated_residual(x, o, gate, bias) };
+        return;
+    }
+    scalar::gated_residual(x, o, gate, bias)
+}
+
+/// The portable versions (same formulas, same order of operations up to FMA contraction).
+mod scalar {
+    use super::*;
+
+    pub fn softmax_row(row: &mut [f32]) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = exp_scalar(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+
+    pub fn gelu_tanh(src: &[f32], dst: &mut [f32]) {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            let u = GELU_2C * (x + GELU_A * x * x * x);
+            *d = x / (1.0 + exp_scalar(-u));
+        }
+    }
+
+    pub fn layer_norm_modulate(x: &[f32], scale1p: &[f32], shift: &[f32], eps: f32, dst: &mut [f32]) {
+        let w = x.len();
+        let mean = x.iter().sum::<f32>() / w as f32;
+        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / w as f32;
+        let rstd = 1.0 / (var + eps).sqrt();
+        for i in 0..w {
+            dst[i] = (x[i] - mean) * rstd * scale1p[i] + shift[i];
+        }
+    }
+
+    pub fn rms_rope(x: &[f32], scale: &[f32], cos: &[f32], sin: &[f32], eps: f32, dst: &mut [f32]) {
+        let d = x.len();
+        let ms = x.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let inv = 1.0 / (ms + eps).sqrt();
+        for i in (0..d).step_by(2) {
+            let (a, b) = (x[i] * inv * scale[i], x[i + 1] * inv * scale[i + 1]);
+            dst[i] = a * cos[i] + b * sin[i];
+            dst[i + 1] = b * cos[i + 1] + a * sin[i + 1];
+        }
+    }
+
+    pub fn gated_residual(x: &mut [f32], o: &[f32], gate: &[f32], bias: &[f32]) {
+        for i in 0..x.len() {
+            x[i] += gate[i] * (o[i] + bias[i]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use std::arch::x86_64::*;
+
+    use super::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn exp8(x: __m256) -> __m256 {
+        // Zero below EXP_LO (an ordered compare: NaN is kept and propagates), clamp above EXP_HI
+        // (operand order makes `min`/`max` return a NaN input rather than the bound).
+        let keep = _mm256_cmp_ps::<_CMP_NLT_UQ>(x, _mm256_set1_ps(EXP_LO));
+        let x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x));
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)));
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+        let mut p = _mm256_set1_ps(EXP_P[0]);
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P[1]));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P[2]));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P[3]));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P[4]));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P[5]));
+        let y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+        let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+        _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(bits)), keep)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps::<1>(v);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hmax(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps::<1>(v);
+        let s = _mm_max_ps(lo, hi);
+        let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_max_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn softmax_row(row: &mut [f32]) {
+        let n = row.len();
+        let body = n / 8 * 8;
+        let p = row.as_mut_ptr();
+        let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+        for i in (0..body).step_by(8) {
+            // SAFETY: i + 8 ≤ body ≤ n.
+            vmax = _mm256_max_ps(vmax, unsafe { _mm256_loadu_ps(p.add(i)) });
+        }
+        let mut max = hmax(vmax);
+        for &v in &row[body..] {
+            max = max.max(v);
+        }
+        let vm = _mm256_set1_ps(max);
+        let mut vsum = _mm256_setzero_ps();
+        for i in (0..body).step_by(8) {
+            // SAFETY: as above.
+            unsafe {
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), vm));
+                _mm256_storeu_ps(p.add(i), e);
+                vsum = _mm256_add_ps(vsum, e);
+            }
+        }
+        let mut sum = hsum(vsum);
+        for v in &mut row[body..] {
+            *v = exp_scalar(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        let vi = _mm256_set1_ps(inv);
+        for i in (0..body).step_by(8) {
+            // SAFETY: as above.
+            unsafe { _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), vi)) };
+        }
+        for v in &mut row[body..] {
+            *v *= inv;
+        }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `src` and `dst` have the same length.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gelu_tanh(src: &[f32], dst: &mut [f32]) {
+        let n = src.len();
+        let body = n / 8 * 8;
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        let (c, a, one) = (_mm256_set1_ps(-GELU_2C), _mm256_set1_ps(GELU_A), _mm256_set1_ps(1.0));
+        for i in (0..body).step_by(8) {
+            // SAFETY: i + 8 ≤ body ≤ n for both slices.
+            unsafe {
+                let x = _mm256_loadu_ps(s.add(i));
+                let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+                let neg_u = _mm256_mul_ps(c, _mm256_fmadd_ps(a, x3, x));
+                let den = _mm256_add_ps(one, exp8(neg_u));
+                _mm256_storeu_ps(d.add(i), _mm256_div_ps(x, den));
+            }
+        }
+        for i in body..n {
+            let x = src[i];
+            let u = GELU_2C * (x + GELU_A * x * x * x);
+            dst[i] = x / (1.0 + exp_scalar(-u));
+        }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; all slices have one length, a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn layer_norm_modulate(x: &[f32], scale1p: &[f32], shift: &[f32], eps: f32, dst: &mut [f32]) {
+        let w = x.len();
+        let (xp, sp, hp, dp) = (x.as_ptr(), scale1p.as_ptr(), shift.as_ptr(), dst.as_mut_ptr());
+        let mut acc = _mm256_setzero_ps();
+        for i in (0..w).step_by(8) {
+            // SAFETY: w is a multiple of 8 and every slice has length w.
+            acc = _mm256_add_ps(acc, unsafe { _mm256_loadu_ps(xp.add(i)) });
+        }
+        let mean = hsum(acc) / w as f32;
+        let vm = _mm256_set1_ps(mean);
+        let mut acc = _mm256_setzero_ps();
+        for i in (0..w).step_by(8) {
+            // SAFETY: as above.
+            let c = _mm256_sub_ps(unsafe { _mm256_loadu_ps(xp.add(i)) }, vm);
+            acc = _mm256_fmadd_ps(c, c, acc);
+        }
+        let var = hsum(acc) / w as f32;
+        let vr = _mm256_set1_ps(1.0 / (var + eps).sqrt());
+        for i in (0..w).step_by(8) {
+            // SAFETY: as above.
+            unsafe {
+                let c = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xp.add(i)), vm), vr);
+                let y = _mm256_fmadd_ps(c, _mm256_loadu_ps(sp.add(i)), _mm256_loadu_ps(hp.add(i)));
+                _mm256_storeu_ps(dp.add(i), y);
+            }
+        }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; all slices have one length, a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gated_residual(x: &mut [f32], o: &[f32], gate: &[f32], bias: &[f32]) {
+        let (xp, op, gp, bp) = (x.as_mut_ptr(), o.as_ptr(), gate.as_ptr(), bias.as_ptr());
+        for i in (0..x.len()).step_by(8) {
+            // SAFETY: the length is a multiple of 8 and every slice has it.
+            unsafe {
+                let s = _mm256_add_ps(_mm256_loadu_ps(op.add(i)), _mm256_loadu_ps(bp.add(i)));
+                _mm256_storeu_ps(xp.add(i), _mm256_fmadd_ps(_mm256_loadu_ps(gp.add(i)), s, _mm256_loadu_ps(xp.add(i))));
+            }
+        }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; all slices have one length, a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn rms_rope(x: &[f32], scale: &[f32], cos: &[f32], sin: &[f32], eps: f32, dst: &mut [f32]) {
+        let d = x.len();
+        let (xp, sp, cp, np, dp) = (x.as_ptr(), scale.as_ptr(), cos.as_ptr(), sin.as_ptr(), dst.as_mut_ptr());
+        let mut acc = _mm256_setzero_ps();
+        for i in (0..d).step_by(8) {
+            // SAFETY: d is a multiple of 8 and every slice has length d.
+            let v = unsafe { _mm256_loadu_ps(xp.add(i)) };
+            acc = _mm256_fmadd_ps(v, v, acc);
+        }
+        let ms = hsum(acc) / d as f32;
+        let vi = _mm256_set1_ps(1.0 / (ms + eps).sqrt());
+        for i in (0..d).step_by(8) {
+            // SAFETY: as above.
+            unsafe {
+                let y = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xp.add(i)), vi), _mm256_loadu_ps(sp.add(i)));
+                let swapped = _mm256_permute_ps::<0b10_11_00_01>(y);
+                let r = _mm256_fmadd_ps(y, _mm256_loadu_ps(cp.add(i)), _mm256_mul_ps(swapped, _mm256_loadu_ps(np.add(i))));
+                _mm256_storeu_ps(dp.add(i), r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_accurate() {
+        let mut worst = 0f64;
+        for i in -8000..=8800 {
+            let x = i as f32 * 0.01;
+            let want = (x as f64).exp();
+            worst = worst.max(((exp_scalar(x) as f64 - want) / want).abs());
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+        assert_eq!(exp_scalar(-80.5), 0.0);
+        assert!(exp_scalar(f32::NAN).is_nan());
+        // The vector kernels: tiny weights become exact zeros (never denormals), NaN propagates.
+        let mut row = vec![0.0, -200.0, -79.0, -85.0, 1.0, 2.0, -1000.0, 0.5, -90.0];
+        softmax_row(&mut row);
+        assert!(row.iter().all(|v| *v == 0.0 || v.is_normal()), "{row:?}");
+        assert_eq!(row[1], 0.0);
+        let mut row = vec![0.0, f32::NAN, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        softmax_row(&mut row);
+        assert!(row.iter().all(|v| v.is_nan()));
+    }
+
+    /// The portable kernels against the dispatched ones (the AVX2 versions on a machine that has
+    /// them), on rows with a tail that is not a multiple of 8.
+    #[test]
+    fn scalar_and_dispatched_kernels_agree() {
+        let xs: Vec<f32> = (0..131).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.11).collect();
+        let near = |a: &[f32], b: &[f32], tol: f32| {
+            a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * y.abs().max(1.0))
+        };
+        let (mut a, mut b) = (xs.clone(), xs.clone());
+        softmax_row(&mut a);
+        scalar::softmax_row(&mut b);
+        assert!(near(&a, &b, 1e-6), "softmax");
+        let (mut a, mut b) = (vec![0f32; 131], vec![0f32; 131]);
+        gelu_tanh(&xs, &mut a);
+        scalar::gelu_tanh(&xs, &mut b);
+        assert!(near(&a, &b, 1e-6), "gelu");
+        let x = &xs[..64];
+        let (s1, sh): (Vec<f32>, Vec<f32>) = (0..64).map(|i| (1.0 + i as f32 * 0.01, i as f32 * -0.02)).unzip();
+        let (mut a, mut b) = (vec![0f32; 64], vec![0f32; 64]);
+        layer_norm_modulate(x, &s1, &sh, 1e-6, &mut a);
+        scalar::layer_norm_modulate(x, &s1, &sh, 1e-6, &mut b);
+        assert!(near(&a, &b, 1e-5), "layer norm");
+        let (cs, sn): (Vec<f32>, Vec<f32>) = (0..64).map(|i| ((i / 2) as f32 * 0.7).sin_cos()).map(|(s, c)| (c, s)).unzip();
+        let (mut a, mut b) = (vec![0f32; 64], vec![0f32; 64]);
+        rms_rope(x, &s1, &cs, &sn, 1e-6, &mut a);
+        scalar::rms_rope(x, &s1, &cs, &sn, 1e-6, &mut b);
+        assert!(near(&a, &b, 1e-5), "rms rope");
+        let (mut a, mut b) = (x.to_vec(), x.to_vec());
+        gated_residual(&mut a, &sh, &s1, &cs);
+        scalar::gated_residual(&mut b, &sh, &s1, &cs);
+        assert!(near(&a, &b, 1e-6), "gated residual");
+    }
+
+    #[test]
+    fn vector_and_scalar_kernels_agree_with_the_definitions() {
+        let xs: Vec<f32> = (0..203).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.13).collect();
+        // softmax
+        let mut s = xs.clone();
+        softmax_row(&mut s);
+        let m = xs.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
+        let z: f64 = xs.iter().map(|&v| (v as f64 - m).exp()).sum();
+        for (a, &x) in s.iter().zip(&xs) {
+            assert!((*a as f64 - (x as f64 - m).exp() / z).abs() < 1e-6);
+        }
+        // GELU-tanh, extremes included
+        let mut g = vec![0f32; xs.len() + 3];
+        let mut src = xs.clone();
+        src.extend([-200.0, 200.0, 0.0]);
+        gelu_tanh(&src, &mut g);
+        for (a, &x) in g.iter().zip(&src) {
+            let x = x as f64;
+            let want = 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh());
+            assert!((*a as f64 - want).abs() < 2e-6 * want.abs().max(1.0), "gelu({x}) = {a}, want {want}");
+        }
+        // LayerNorm
+        let x: Vec<f32> = xs[..64].to_vec();
+        let (s1, sh) = (vec![2.0f32; 64], vec![0.5f32; 64]);
+        let mut y = vec![0f32; 64];
+        layer_norm_modulate(&x, &s1, &sh, 1e-6, &mut y);
+        let mean: f32 = y.iter().sum::<f32>() / 64.0;
+        let var: f32 = y.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 64.0;
+        assert!((mean - 0.5).abs() < 1e-5 && (var - 4.0).abs() < 1e-3, "{mean} {var}");
+        // RMSNorm + RoPE: a rotation keeps the norm of the normalised row.
+        let (cs, sn): (Vec<f32>, Vec<f32>) =
+            (0..64).map(|i| ((i / 2) as f32 * 0.3).sin_cos()).map(|(s, c)| (c, s)).unzip();
+        let sin: Vec<f32> = sn.iter().enumerate().map(|(i, s)| if i % 2 == 0 { -s } else { *s }).collect();
+        let mut r = vec![0f32; 64];
+        rms_rope(&x, &[1.0; 64], &cs, &sin, 1e-6, &mut r);
+        let n2: f32 = r.iter().map(|v| v * v).sum();
+        assert!((n2 - 64.0).abs() < 1e-3, "{n2}");
+        let ms = (x.iter().map(|v| v * v).sum::<f32>() / 64.0 + 1e-6).sqrt();
+        let (a, b) = (x[2] / ms, x[3] / ms);
+        assert!((r[2] - (a * cs[2] - b * sn[2])).abs() < 1e-5 && (r[3] - (b * cs[3] + a * sn[3])).abs() < 1e-5);
+    }
+}
