@@ -1047,7 +1047,14 @@ fn bench_generator(choice: BackendChoice, reps: usize, flow_steps: usize) -> Res
         std::hint::black_box(v.into_data());
     });
     // The same passes through the host path (the sampler's on the CPU backend).
+    let t_copy = time(&mut || {
+        std::hint::black_box(nvg_studio::model::host::HostGenerator::new(&g));
+    });
     let host = nvg_studio::model::host::HostGenerator::new(&g);
+    let final_canvas = burn::tensor::Tensor::<3>::zeros([1, l, 32], &b.device);
+    let t_decode = time(&mut || {
+        std::hint::black_box(tok.decode(final_canvas.clone()).into_data());
+    });
     let canvas_host = vec![0f32; l * 32];
     let z_host = vec![0f32; l * gcfg.num_bits()];
     let t_content_host = time(&mut || {
@@ -1076,6 +1083,7 @@ fn bench_generator(choice: BackendChoice, reps: usize, flow_steps: usize) -> Res
         1e3 * t_struct,
         1e3 * t_struct_host
     );
+    println!("host copy of the weights: {:.1} ms; decode of one canvas: {:.1} ms", 1e3 * t_copy, 1e3 * t_decode);
     println!("full generation + decode: burn path {:.3} s", t_full_burn);
     println!("full generation + decode: median {:.3} s (the sampler's path: {})", t_full, if b.is_cpu && host_on { "host" } else { "burn" });
     let prev = last.context("no generation")?;
