@@ -276,18 +276,23 @@ impl HostBlock {
             for r in 0..n {
                 kernels::layer_norm_modulate(&xr[r * w..(r + 1) * w], &scale1p, shift, eps, &mut u[r * w..(r + 1) * w]);
             }
-            self.linear1.rows(u, n, proj);
+            // The projection without its bias: the kernels below add it where they read it.
+            // SAFETY: u is n×W, proj n×P, distinct buffers.
+            unsafe { matmul(n, p, w, proj.as_mut_ptr(), p, false, u.as_ptr(), w, self.linear1.w.as_ptr(), p, 1, 1.0) };
+            let b1 = &self.linear1.b;
             for r in 0..n {
                 let tok = r0 + r;
                 let (cs, sn) = (&cos[tok * HEAD_DIM..(tok + 1) * HEAD_DIM], &sin[tok * HEAD_DIM..(tok + 1) * HEAD_DIM]);
                 let row = &proj[r * p..(r + 1) * p];
                 for hh in 0..h {
                     let o = hh * HEAD_DIM;
-                    kernels::rms_rope(&row[o..o + HEAD_DIM], &self.q_scale, cs, sn, eps, &mut q[r * w + o..r * w + o + HEAD_DIM]);
+                    let qb = &b1[o..o + HEAD_DIM];
+                    kernels::rms_rope(&row[o..o + HEAD_DIM], qb, &self.q_scale, cs, sn, eps, &mut q[r * w + o..r * w + o + HEAD_DIM]);
                     let ko = w + o;
-                    kernels::rms_rope(&row[ko..ko + HEAD_DIM], &self.k_scale, cs, sn, eps, &mut k[r * w + o..r * w + o + HEAD_DIM]);
+                    let kb = &b1[ko..ko + HEAD_DIM];
+                    kernels::rms_rope(&row[ko..ko + HEAD_DIM], kb, &self.k_scale, cs, sn, eps, &mut k[r * w + o..r * w + o + HEAD_DIM]);
                 }
-                kernels::gelu_tanh(&row[3 * w..], &mut cat[r * c + w..(r + 1) * c]);
+                kernels::gelu_tanh(&row[3 * w..], &b1[3 * w..], &mut cat[r * c + w..(r + 1) * c]);
             }
         });
 
@@ -308,11 +313,13 @@ impl HostBlock {
                 // SAFETY: v = proj columns 2W + o.., all T rows (read only here); dst rows r0..r0+n
                 // of the concat buffer, columns o..o+64, written by this task only.
                 unsafe { matmul(n, HEAD_DIM, t, cp.at(r0 * c + o), c, false, s.as_ptr(), t, pp.at(2 * w + o), p, 1, 1.0) };
+                // v's bias: the weights of a softmax row sum to one, so it adds to the output.
+                let vb = &self.linear1.b[2 * w + o..2 * w + o + HEAD_DIM];
                 for (r, &sum) in sums.iter().enumerate() {
                     // SAFETY: as above.
                     let out = unsafe { cp.slice((r0 + r) * c + o, HEAD_DIM) };
                     let inv = 1.0 / sum;
-                    out.iter_mut().for_each(|v| *v *= inv);
+                    out.iter_mut().zip(vb).for_each(|(v, b)| *v = *v * inv + b);
                 }
             }
         };

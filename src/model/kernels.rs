@@ -74,16 +74,17 @@ pub fn exp_shifted_row(row: &mut [f32]) -> f32 {
     scalar::exp_shifted_row(row)
 }
 
-/// `dst[i] = GELU_tanh(src[i])`, computed as `x / (1 + exp(−2u))`.
-pub fn gelu_tanh(src: &[f32], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len());
+/// `dst[i] = GELU_tanh(src[i] + bias[i])`, computed as `x / (1 + exp(−2u))` (the bias of the
+/// projection that produced `src` is added here rather than in a pass of its own).
+pub fn gelu_tanh(src: &[f32], bias: &[f32], dst: &mut [f32]) {
+    assert!(src.len() == dst.len() && bias.len() == dst.len());
     #[cfg(target_arch = "x86_64")]
     if vectorised() {
         // SAFETY: AVX2 and FMA checked; lengths equal.
-        unsafe { avx::gelu_tanh(src, dst) };
+        unsafe { avx::gelu_tanh(src, bias, dst) };
         return;
     }
-    scalar::gelu_tanh(src, dst)
+    scalar::gelu_tanh(src, bias, dst)
 }
 
 /// Modulated LayerNorm of one row (§4.2 step 2): `dst = (x − mean)/√(var + eps) · scale1p + shift`,
@@ -100,18 +101,19 @@ pub fn layer_norm_modulate(x: &[f32], scale1p: &[f32], shift: &[f32], eps: f32, 
     scalar::layer_norm_modulate(x, scale1p, shift, eps, dst)
 }
 
-/// RMSNorm of one 64-dim head row times `scale`, then the RoPE rotation of interleaved pairs with
-/// full-width tables (`cos` twice per pair, `sin` as `(−s, +s)`): `dst[i] = y[i]·cos[i] + y[i^1]·sin[i]`.
-pub fn rms_rope(x: &[f32], scale: &[f32], cos: &[f32], sin: &[f32], eps: f32, dst: &mut [f32]) {
+/// RMSNorm of one 64-dim head row `x + bias` times `scale`, then the RoPE rotation of interleaved
+/// pairs with full-width tables (`cos` twice per pair, `sin` as `(−s, +s)`):
+/// `dst[i] = y[i]·cos[i] + y[i^1]·sin[i]`.
+pub fn rms_rope(x: &[f32], bias: &[f32], scale: &[f32], cos: &[f32], sin: &[f32], eps: f32, dst: &mut [f32]) {
     let d = x.len();
-    assert!(scale.len() == d && cos.len() == d && sin.len() == d && dst.len() == d && d % 2 == 0);
+    assert!(bias.len() == d && scale.len() == d && cos.len() == d && sin.len() == d && dst.len() == d && d % 2 == 0);
     #[cfg(target_arch = "x86_64")]
     if vectorised() && d % 8 == 0 {
         // SAFETY: AVX2 and FMA checked; all slices have length d, a multiple of 8.
-        unsafe { avx::rms_rope(x, scale, cos, sin, eps, dst) };
+        unsafe { avx::rms_rope(x, bias, scale, cos, sin, eps, dst) };
         return;
     }
-    scalar::rms_rope(x, scale, cos, sin, eps, dst)
+    scalar::rms_rope(x, bias, scale, cos, sin, eps, dst)
 }
 
 /// Gated residual of one row (§4.2 step 7): `x += gate ⊙ (o + bias)`.
@@ -146,8 +148,9 @@ mod scalar {
         row.iter_mut().for_each(|v| *v *= inv);
     }
 
-    pub fn gelu_tanh(src: &[f32], dst: &mut [f32]) {
-        for (d, &x) in dst.iter_mut().zip(src) {
+    pub fn gelu_tanh(src: &[f32], bias: &[f32], dst: &mut [f32]) {
+        for ((d, &x), &b) in dst.iter_mut().zip(src).zip(bias) {
+            let x = x + b;
             let u = GELU_2C * (x + GELU_A * x * x * x);
             *d = x / (1.0 + exp_scalar(-u));
         }
@@ -163,8 +166,9 @@ mod scalar {
         }
     }
 
-    pub fn rms_rope(x: &[f32], scale: &[f32], cos: &[f32], sin: &[f32], eps: f32, dst: &mut [f32]) {
+    pub fn rms_rope(x: &[f32], bias: &[f32], scale: &[f32], cos: &[f32], sin: &[f32], eps: f32, dst: &mut [f32]) {
         let d = x.len();
+        let x: Vec<f32> = x.iter().zip(bias).map(|(a, b)| a + b).collect();
         let ms = x.iter().map(|v| v * v).sum::<f32>() / d as f32;
         let inv = 1.0 / (ms + eps).sqrt();
         for i in (0..d).step_by(2) {
@@ -286,15 +290,15 @@ mod avx {
     /// # Safety
     /// The CPU must support AVX2 and FMA; `src` and `dst` have the same length.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gelu_tanh(src: &[f32], dst: &mut [f32]) {
+    pub unsafe fn gelu_tanh(src: &[f32], bias: &[f32], dst: &mut [f32]) {
         let n = src.len();
         let body = n / 8 * 8;
-        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        let (s, bp, d) = (src.as_ptr(), bias.as_ptr(), dst.as_mut_ptr());
         let (c, a, one) = (_mm256_set1_ps(-GELU_2C), _mm256_set1_ps(GELU_A), _mm256_set1_ps(1.0));
         for i in (0..body).step_by(8) {
             // SAFETY: i + 8 ≤ body ≤ n for both slices.
             unsafe {
-                let x = _mm256_loadu_ps(s.add(i));
+                let x = _mm256_add_ps(_mm256_loadu_ps(s.add(i)), _mm256_loadu_ps(bp.add(i)));
                 let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
                 let neg_u = _mm256_mul_ps(c, _mm256_fmadd_ps(a, x3, x));
                 let den = _mm256_add_ps(one, exp8(neg_u));
@@ -307,7 +311,7 @@ mod avx {
             }
         }
         for i in body..n {
-            let x = src[i];
+            let x = src[i] + bias[i];
             let u = GELU_2C * (x + GELU_A * x * x * x);
             dst[i] = x / (1.0 + exp_scalar(-u));
         }
@@ -361,13 +365,13 @@ mod avx {
     /// # Safety
     /// The CPU must support AVX2 and FMA; all slices have one length, a multiple of 8.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn rms_rope(x: &[f32], scale: &[f32], cos: &[f32], sin: &[f32], eps: f32, dst: &mut [f32]) {
+    pub unsafe fn rms_rope(x: &[f32], bias: &[f32], scale: &[f32], cos: &[f32], sin: &[f32], eps: f32, dst: &mut [f32]) {
         let d = x.len();
-        let (xp, sp, cp, np, dp) = (x.as_ptr(), scale.as_ptr(), cos.as_ptr(), sin.as_ptr(), dst.as_mut_ptr());
+        let (xp, bp, sp, cp, np, dp) = (x.as_ptr(), bias.as_ptr(), scale.as_ptr(), cos.as_ptr(), sin.as_ptr(), dst.as_mut_ptr());
         let mut acc = _mm256_setzero_ps();
         for i in (0..d).step_by(8) {
             // SAFETY: d is a multiple of 8 and every slice has length d.
-            let v = unsafe { _mm256_loadu_ps(xp.add(i)) };
+            let v = unsafe { _mm256_add_ps(_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(bp.add(i))) };
             acc = _mm256_fmadd_ps(v, v, acc);
         }
         let ms = hsum(acc) / d as f32;
@@ -375,7 +379,8 @@ mod avx {
         for i in (0..d).step_by(8) {
             // SAFETY: as above.
             unsafe {
-                let y = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xp.add(i)), vi), _mm256_loadu_ps(sp.add(i)));
+                let v = _mm256_add_ps(_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(bp.add(i)));
+                let y = _mm256_mul_ps(_mm256_mul_ps(v, vi), _mm256_loadu_ps(sp.add(i)));
                 let swapped = _mm256_permute_ps::<0b10_11_00_01>(y);
                 let r = _mm256_fmadd_ps(y, _mm256_loadu_ps(cp.add(i)), _mm256_mul_ps(swapped, _mm256_loadu_ps(np.add(i))));
                 _mm256_storeu_ps(dp.add(i), r);
@@ -422,8 +427,9 @@ mod tests {
         scalar::softmax_row(&mut b);
         assert!(near(&a, &b, 1e-6), "softmax");
         let (mut a, mut b) = (vec![0f32; 131], vec![0f32; 131]);
-        gelu_tanh(&xs, &mut a);
-        scalar::gelu_tanh(&xs, &mut b);
+        let bias: Vec<f32> = (0..131).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
+        gelu_tanh(&xs, &bias, &mut a);
+        scalar::gelu_tanh(&xs, &bias, &mut b);
         assert!(near(&a, &b, 1e-6), "gelu");
         let x = &xs[..64];
         let (s1, sh): (Vec<f32>, Vec<f32>) = (0..64).map(|i| (1.0 + i as f32 * 0.01, i as f32 * -0.02)).unzip();
@@ -433,8 +439,8 @@ mod tests {
         assert!(near(&a, &b, 1e-5), "layer norm");
         let (cs, sn): (Vec<f32>, Vec<f32>) = (0..64).map(|i| ((i / 2) as f32 * 0.7).sin_cos()).map(|(s, c)| (c, s)).unzip();
         let (mut a, mut b) = (vec![0f32; 64], vec![0f32; 64]);
-        rms_rope(x, &s1, &cs, &sn, 1e-6, &mut a);
-        scalar::rms_rope(x, &s1, &cs, &sn, 1e-6, &mut b);
+        rms_rope(x, &bias[..64], &s1, &cs, &sn, 1e-6, &mut a);
+        scalar::rms_rope(x, &bias[..64], &s1, &cs, &sn, 1e-6, &mut b);
         assert!(near(&a, &b, 1e-5), "rms rope");
         let (mut a, mut b) = (x.to_vec(), x.to_vec());
         gated_residual(&mut a, &sh, &s1, &cs);
@@ -457,7 +463,7 @@ mod tests {
         let mut g = vec![0f32; xs.len() + 3];
         let mut src = xs.clone();
         src.extend([-200.0, 200.0, 0.0]);
-        gelu_tanh(&src, &mut g);
+        gelu_tanh(&src, &vec![0.0; src.len()], &mut g);
         for (a, &x) in g.iter().zip(&src) {
             let x = x as f64;
             let want = 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh());
@@ -476,7 +482,7 @@ mod tests {
             (0..64).map(|i| ((i / 2) as f32 * 0.3).sin_cos()).map(|(s, c)| (c, s)).unzip();
         let sin: Vec<f32> = sn.iter().enumerate().map(|(i, s)| if i % 2 == 0 { -s } else { *s }).collect();
         let mut r = vec![0f32; 64];
-        rms_rope(&x, &[1.0; 64], &cs, &sin, 1e-6, &mut r);
+        rms_rope(&x, &[0.0; 64], &[1.0; 64], &cs, &sin, 1e-6, &mut r);
         let n2: f32 = r.iter().map(|v| v * v).sum();
         assert!((n2 - 64.0).abs() < 1e-3, "{n2}");
         let ms = (x.iter().map(|v| v * v).sum::<f32>() / 64.0 + 1e-6).sqrt();
