@@ -559,7 +559,7 @@ fn run(cli: Cli) -> Result<()> {
             let tok = &bundle.tokenizer;
             let want_strip = stages_out.is_some();
             let pb = ProgressBar::new(bundle.gcfg.num_stages() as u64);
-            let result = sample(&bundle.generator, tok, bundle.tcfg.phi_weight, &[job], &settings, &mut |d| {
+            let result = bundle.sample(&[job], &settings, &mut |d| {
                 if want_strip {
                     stage_images.push(tensor_to_images(tok.decode(d.canvas.clone())).remove(0));
                 }
@@ -925,7 +925,7 @@ fn demo(choice: BackendChoice) -> Result<()> {
     let class = resolve_class(&bundle.class_names, "bird").unwrap_or(0);
     let mut images = Vec::new();
     let settings = SamplerSettings::default();
-    let result = sample(&bundle.generator, &bundle.tokenizer, bundle.tcfg.phi_weight, &[ImageJob::new(class, 1)], &settings, &mut |d| {
+    let result = bundle.sample(&[ImageJob::new(class, 1)], &settings, &mut |d| {
         images.push(tensor_to_images(bundle.tokenizer.decode(d.canvas.clone())).remove(0));
         true
     }, &|| false)
@@ -1112,14 +1112,14 @@ fn bench_generator(choice: BackendChoice, reps: usize, flow_steps: usize) -> Res
 fn bench_flow_steps(choice: BackendChoice, model: PathBuf, seeds: usize) -> Result<()> {
     let b = pick_backend(choice)?;
     let bundle = load_bundle(&model, &b.device).map_err(|e| anyhow!("{e}"))?;
-    let (tok, g) = (&bundle.tokenizer, &bundle.generator);
+    let tok = &bundle.tokenizer;
     let classes = bundle.class_names.len();
     let last = bundle.gcfg.num_stages() - 1;
     let run = |steps: usize, seed: u64| -> Result<(GranularitySequence, Vec<f32>, f64)> {
         let settings = SamplerSettings { flow_steps: steps, top_k: 1, top_p: None, ..SamplerSettings::default() };
         let job = ImageJob::new((seed as usize * 7) % classes, seed);
         let t = Instant::now();
-        let out = sample(g, tok, bundle.tcfg.phi_weight, &[job], &settings, &mut |_| true, &|| false)?;
+        let out = bundle.sample(&[job], &settings, &mut |_| true, &|| false)?;
         let img = tok.decode(out.canvas).into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?;
         Ok((out.sequences[0].clone(), img, t.elapsed().as_secs_f64()))
     };

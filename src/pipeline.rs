@@ -78,6 +78,21 @@ pub struct Bundle {
     pub generator: crate::model::generator::NvgGenerator,
     /// Class names, index = class id.
     pub class_names: Vec<String>,
+    /// Host copy of the generator for the CPU backend's inference path (made once at load).
+    pub host: Option<crate::model::host::HostGenerator>,
+}
+
+impl Bundle {
+    /// [`crate::sampler::sample`] on this model, with its host copy of the generator.
+    pub fn sample(
+        &self,
+        jobs: &[crate::sampler::ImageJob],
+        settings: &crate::sampler::SamplerSettings,
+        on_stage: &mut dyn FnMut(&crate::sampler::StageDone) -> bool,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<crate::sampler::SampleOutput, crate::sampler::SampleError> {
+        crate::sampler::sample_with(&self.generator, self.host.as_ref(), &self.tokenizer, self.tcfg.phi_weight, jobs, settings, on_stage, cancel)
+    }
 }
 
 /// Errors of loading a model directory.
@@ -120,7 +135,8 @@ pub fn load_bundle(dir: &std::path::Path, device: &Device) -> Result<Bundle, Bun
     if class_names.len() != gcfg.num_classes {
         return Err(mismatch(format!("{} class names for {} classes", class_names.len(), gcfg.num_classes)));
     }
-    Ok(Bundle { tcfg, tokenizer, gcfg, generator, class_names })
+    let host = crate::model::host::HostGenerator::for_device(&generator, device);
+    Ok(Bundle { tcfg, tokenizer, gcfg, generator, class_names, host })
 }
 
 /// Resolves a class given by name (case-insensitive) or id; the error lists the valid names.

@@ -8,7 +8,7 @@ use image::{GrayImage, RgbImage};
 
 use crate::granularity::GranularitySequence;
 use crate::pipeline::{Bundle, tensor_to_images};
-use crate::sampler::{ImageJob, SampleError, SamplerSettings, sample};
+use crate::sampler::{ImageJob, SampleError, SamplerSettings};
 
 /// What a swap keeps from the reference.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -70,7 +70,7 @@ pub fn swap_job(reference: &GranularitySequence, keep: &Keep, class: usize, seed
 /// Runs one job and decodes every stage.
 pub fn render(bundle: &Bundle, job: ImageJob, settings: &SamplerSettings) -> Result<Rendered, SwapError> {
     let mut stages = Vec::new();
-    let out = sample(&bundle.generator, &bundle.tokenizer, bundle.tcfg.phi_weight, &[job], settings, &mut |d| {
+    let out = bundle.sample(&[job], settings, &mut |d| {
         stages.push(tensor_to_images(bundle.tokenizer.decode(d.canvas.clone())).remove(0));
         true
     }, &|| false)?;

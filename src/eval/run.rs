@@ -37,7 +37,7 @@ use crate::model::TokenizerConfig;
 use crate::model::checkpoint::{CheckpointMeta, META_FILE, read_meta, write_atomic};
 use crate::model::generator::GeneratorConfig;
 use crate::pipeline::{Bundle, images_to_tensor, load_bundle, tensor_to_images};
-use crate::sampler::{ImageJob, SampleError, SamplerSettings, sample};
+use crate::sampler::{ImageJob, SampleError, SamplerSettings};
 use crate::swap::render;
 use crate::viz::stage_strip;
 
@@ -402,7 +402,7 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
     let mut generated: Vec<RgbImage> = Vec::with_capacity(jobs.len());
     on(EvalEvent::Sampled { done: 0, total: jobs.len() });
     for chunk in jobs.chunks(opts.batch) {
-        let out = sample(&bundle.generator, &bundle.tokenizer, tcfg.phi_weight, chunk, &opts.settings, &mut |_| true, &|| false)?;
+        let out = bundle.sample(chunk, &opts.settings, &mut |_| true, &|| false)?;
         generated.extend(tensor_to_images(bundle.tokenizer.decode(out.canvas)));
         on(EvalEvent::Sampled { done: generated.len(), total: jobs.len() });
     }

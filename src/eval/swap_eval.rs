@@ -25,7 +25,7 @@ use super::run::{EvalError, EvalEvent, FIGURE_DIR, hardware, load_images, obtain
 use crate::data::EmojiSource;
 use crate::granularity::GranularitySequence;
 use crate::pipeline::{Bundle, encode_images, images_to_tensor, resolve_class, tensor_to_images};
-use crate::sampler::{ImageJob, SamplerSettings, sample};
+use crate::sampler::{ImageJob, SamplerSettings};
 use crate::swap::{Keep, swap_job};
 use crate::viz::{structure_map_image, upscale};
 
@@ -100,7 +100,7 @@ pub struct SwapEvalOutcome {
 fn generate(bundle: &Bundle, jobs: &[ImageJob], opts: &SwapEvalOptions, done: &mut usize, total: usize, on: &mut dyn FnMut(EvalEvent)) -> Result<Vec<RgbImage>, EvalError> {
     let mut out = Vec::with_capacity(jobs.len());
     for chunk in jobs.chunks(opts.batch.max(1)) {
-        let r = sample(&bundle.generator, &bundle.tokenizer, bundle.tcfg.phi_weight, chunk, &opts.settings, &mut |_| true, &|| false)?;
+        let r = bundle.sample(chunk, &opts.settings, &mut |_| true, &|| false)?;
         out.extend(tensor_to_images(bundle.tokenizer.decode(r.canvas)));
         *done += chunk.len();
         on(EvalEvent::Sampled { done: *done, total });

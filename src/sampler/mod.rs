@@ -7,5 +7,5 @@ pub mod sample;
 pub mod settings;
 pub mod streams;
 
-pub use sample::{ImageJob, Lock, SampleError, SampleOutput, StageDone, sample, structure_flow};
+pub use sample::{ImageJob, Lock, SampleError, SampleOutput, StageDone, sample, sample_with, structure_flow};
 pub use settings::{Linear, SamplerSettings, flow_times};

@@ -20,7 +20,7 @@ use crate::backend::{Backend, BackendChoice};
 use crate::document::{ModelInfo, RunSpec, Settings};
 use crate::granularity::GranularitySequence;
 use crate::pipeline::{Bundle, encode_images, load_bundle, tensor_to_images};
-use crate::sampler::{ImageJob, Linear, Lock, SampleError, SamplerSettings, sample};
+use crate::sampler::{ImageJob, Linear, Lock, SampleError, SamplerSettings};
 
 /// "No revision wanted": set by Stop so any running job cancels.
 pub const NOTHING: u64 = u64::MAX;
@@ -444,10 +444,7 @@ impl Worker<'_> {
         let stage_now = std::cell::Cell::new(job.resume_from);
         let step_now = std::cell::Cell::new(0usize);
         let b = &self.bundle;
-        let result = sample(
-            &b.generator,
-            &b.tokenizer,
-            b.tcfg.phi_weight,
+        let result = b.sample(
             std::slice::from_ref(&job),
             &settings,
             &mut |d| {
@@ -515,7 +512,7 @@ impl Worker<'_> {
             .collect();
         (self.send)(Event::Started { revision, from_stage: stage });
         let b = &self.bundle;
-        let result = sample(&b.generator, &b.tokenizer, b.tcfg.phi_weight, &jobs, &settings, &mut |_| !self.superseded(revision), &|| {
+        let result = b.sample(&jobs, &settings, &mut |_| !self.superseded(revision), &|| {
             self.superseded(revision)
         });
         match result {
