@@ -231,17 +231,33 @@ impl HostBlock {
     fn new(b: &ParallelBlock) -> Self {
         let linear1 = HostLinear::new(&b.linear1);
         let width = b.heads * HEAD_DIM;
+        let (modulation, linear2) = (HostLinear::new(&b.modulation.lin), HostLinear::new(&b.linear2));
+        let (q_scale, k_scale) = (to_vec_f32(b.norm.query_norm.scale.val()), to_vec_f32(b.norm.key_norm.scale.val()));
+        // The unsafe matmuls of `forward` rely on these shapes; a module whose weights disagree
+        // with its head count stops here instead of reading out of bounds.
+        assert!(
+            linear1.d_in == width && linear1.d_out > 3 * width,
+            "host block: linear1 is {}×{}, expected {width}×(3·{width} + mlp)",
+            linear1.d_in,
+            linear1.d_out
+        );
         let mlp = linear1.d_out - 3 * width;
-        Self {
-            modulation: HostLinear::new(&b.modulation.lin),
-            linear1,
-            linear2: HostLinear::new(&b.linear2),
-            q_scale: to_vec_f32(b.norm.query_norm.scale.val()),
-            k_scale: to_vec_f32(b.norm.key_norm.scale.val()),
-            heads: b.heads,
-            width,
-            mlp,
-        }
+        assert!(
+            linear2.d_in == width + mlp && linear2.d_out == width,
+            "host block: linear2 is {}×{}, expected {}×{width}",
+            linear2.d_in,
+            linear2.d_out,
+            width + mlp
+        );
+        assert!(
+            modulation.d_in == width && modulation.d_out == 3 * width,
+            "host block: modulation is {}×{}, expected {width}×{}",
+            modulation.d_in,
+            modulation.d_out,
+            3 * width
+        );
+        assert!(q_scale.len() == HEAD_DIM && k_scale.len() == HEAD_DIM, "host block: q/k norm scales must have {HEAD_DIM} entries");
+        Self { modulation, linear1, linear2, q_scale, k_scale, heads: b.heads, width, mlp }
     }
 
     /// `x` `[T, W]` of one image in place; `vec` `[W]`; `cos`, `sin` `[T, 64]`.

@@ -194,7 +194,7 @@ mod avx {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     fn exp8(x: __m256) -> __m256 {
-        // Zero below EXP_LO (an ordered compare: NaN is kept and propagates), clamp above EXP_HI
+        // Zero below EXP_LO (an unordered not-less-than: NaN lanes are kept and propagate), clamp above EXP_HI
         // (operand order makes `min`/`max` return a NaN input rather than the bound).
         let keep = _mm256_cmp_ps::<_CMP_NLT_UQ>(x, _mm256_set1_ps(EXP_LO));
         let x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x));
