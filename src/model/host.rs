@@ -48,6 +48,17 @@ fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
 
+/// Runs `one(b, workspace)` for the images `0..n` of a batch inside the pool, concurrently (a
+/// guided batch has at least two), and concatenates the results in order. Each image is computed
+/// exactly as it would be alone (same fixed row halves), so the bits do not depend on the batch.
+fn per_image(n: usize, one: impl Fn(usize, &mut Workspace) -> Vec<f32> + Sync) -> Vec<f32> {
+    use rayon::prelude::*;
+    in_pool(|| {
+        let parts: Vec<Vec<f32>> = (0..n).into_par_iter().map(|b| with_workspace(|ws| one(b, ws))).collect();
+        parts.concat()
+    })
+}
+
 /// Runs `f(first_row, rows)` on two fixed halves of `m` rows in parallel (one call for few rows).
 fn for_row_halves(m: usize, f: impl Fn(usize, usize) + Sync) {
     if m >= SPLIT_MIN_ROWS {
@@ -402,7 +413,6 @@ pub struct HostGenerator {
     positions: usize,
     channels: usize,
     bits: usize,
-    vocab: usize,
     scale_factors: Vec<f32>,
     content_width: usize,
     structure_width: usize,
@@ -434,7 +444,6 @@ impl HostGenerator {
             positions: cfg.num_positions(),
             channels: cfg.latent_channels,
             bits: cfg.num_bits(),
-            vocab: cfg.vocab_size,
             scale_factors: cfg.scale_factors.clone(),
             content_width: cfg.content_width,
             structure_width: cfg.structure_width,
@@ -466,16 +475,15 @@ impl HostGenerator {
     /// stage 0), `labels` each image's stage map. Returns the per-cluster logits `[B, 2^stage, V]`
     /// — what the sampler needs (x̂ is computed on the way).
     pub fn content_logits(&self, g: &NvgGenerator, stage: usize, classes: &[usize], canvas: &[f32], labels: &[&[u32]]) -> Vec<f32> {
-        let (l, ch, w, v) = (self.positions, self.channels, self.content_width, self.vocab);
+        let (l, ch, w) = (self.positions, self.channels, self.content_width);
         let k = 1usize << stage;
         assert!(stage < self.num_stages, "content stage {stage} out of range");
         assert!(canvas.len() == classes.len() * l * ch && labels.len() == classes.len(), "content_logits: batch shapes differ");
         let ids = g.rope_ids(stage, labels, false);
         let layout = g.config().rope_layout();
         let t = 1 + l;
-        in_pool(|| with_workspace(|ws| {
-        let mut out = Vec::with_capacity(classes.len() * k * v);
-        for (b, &y) in classes.iter().enumerate() {
+        let one = |b: usize, ws: &mut Workspace| -> Vec<f32> {
+            let y = classes[b];
             let cv = &canvas[b * l * ch..(b + 1) * l * ch];
             let class_row = &self.content_class[y * w..(y + 1) * w];
             let vec: Vec<f32> = class_row.iter().zip(&self.content_stage[stage * w..(stage + 1) * w]).map(|(a, s)| a + s).collect();
@@ -507,10 +515,9 @@ impl HostGenerator {
                 let m = &mut means[lab as usize * ch..(lab as usize + 1) * ch];
                 m.iter_mut().zip(&x0[p * ch..(p + 1) * ch]).for_each(|(a, r)| *a += wgt * r);
             }
-            out.extend(self.cls_head.apply_par(&means, k));
-        }
-        out
-        }))
+            self.cls_head.apply_par(&means, k)
+        };
+        per_image(classes.len(), one)
     }
 
     /// What the structure flow at `stage` keeps across its steps: `cond` is the canvas after the
@@ -543,9 +550,8 @@ impl HostGenerator {
         let hidden: Vec<f32> = self.time_in.apply(&te, 1).into_iter().map(silu).collect();
         let time = self.time_out.apply(&hidden, 1);
         let stage_row = &self.structure_stage[prep.stage * w..(prep.stage + 1) * w];
-        in_pool(|| with_workspace(|ws| {
-        let mut out = Vec::with_capacity(b_count * l * bits);
-        for (b, &y) in prep.classes.iter().enumerate() {
+        let one = |b: usize, ws: &mut Workspace| -> Vec<f32> {
+            let y = prep.classes[b];
             let class_row = &self.structure_class[y * w..(y + 1) * w];
             let vec: Vec<f32> = (0..w).map(|i| class_row[i] + time[i] + stage_row[i]).collect();
             let mut x = Vec::with_capacity(tt * w);
@@ -555,10 +561,9 @@ impl HostGenerator {
             for blk in &self.structure_blocks {
                 blk.forward(&mut x, tt, &vec, &prep.cos[b], &prep.sin[b], ws);
             }
-            out.extend(self.structure_head.forward(&x[(1 + l) * w..], l, &vec));
-        }
-        out
-        }))
+            self.structure_head.forward(&x[(1 + l) * w..], l, &vec)
+        };
+        per_image(b_count, one)
     }
 }
 
