@@ -397,7 +397,12 @@ fn main() -> ExitCode {
 
 fn pick_backend(choice: BackendChoice) -> Result<Backend> {
     let b = backend::select(choice)?;
-    eprintln!("backend: {b}");
+    if b.is_cpu && nvg_studio::model::host::enabled() {
+        let isa = if nvg_studio::model::kernels::vectorised() { "AVX2" } else { "scalar" };
+        eprintln!("backend: {b}; generator inference through host kernels ({isa})");
+    } else {
+        eprintln!("backend: {b}");
+    }
     Ok(b)
 }
 

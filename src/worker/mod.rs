@@ -331,6 +331,17 @@ pub fn image_job(spec: &RunSpec) -> ImageJob {
     }
 }
 
+/// What the status bar says about the model's compute: the backend, and on the CPU whether the
+/// generator runs through the fused host kernels (and which instruction set they use).
+fn backend_label(backend: &Backend, bundle: &crate::pipeline::Bundle) -> String {
+    if bundle.host.is_some() {
+        let isa = if crate::model::kernels::vectorised() { "AVX2" } else { "scalar" };
+        format!("{} · host kernels ({isa})", backend.description)
+    } else {
+        backend.description.clone()
+    }
+}
+
 fn worker_main(
     model_dir: PathBuf,
     fallback: Option<PathBuf>,
@@ -391,7 +402,7 @@ fn worker_main(
         info,
         model_dir,
         fallback_note,
-        backend: backend.description.clone(),
+        backend: backend_label(&backend, &bundle),
         millis: t0.elapsed().as_millis(),
     });
     let w = Worker { bundle, backend, wanted, send: &send };
