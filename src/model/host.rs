@@ -38,6 +38,11 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::SeqCst)
 }
 
+/// How the status bar and the CLI name this path: "host kernels (AVX2)" or "(scalar)".
+pub fn label() -> String {
+    format!("host kernels ({})", if super::kernels::vectorised() { "AVX2" } else { "scalar" })
+}
+
 /// Rows below this count are not split over the two halves.
 const SPLIT_MIN_ROWS: usize = 16;
 

@@ -1,5 +1,6 @@
-//! Vectorised f32 kernels for the host inference path ([`super::host`]): softmax rows, GELU-tanh,
-//! the modulated LayerNorm, and q/k RMSNorm + RoPE of one head row.
+//! Vectorised f32 kernels for the host inference path ([`super::host`]): the exponentials of a
+//! softmax row, GELU-tanh, the modulated LayerNorm, q/k RMSNorm + RoPE of one head row, and the
+//! gated residual.
 //!
 //! Each kernel has an AVX2 + FMA version, chosen at run time when the CPU has both, and a scalar
 //! version with the same arithmetic order otherwise. `exp` is the classic Cephes single-precision
@@ -50,17 +51,6 @@ fn exp_scalar(x: f32) -> f32 {
     }
     let y = p * (r * r) + r + 1.0;
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
-/// In place: `row ← softmax(row)`.
-pub fn softmax_row(row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if vectorised() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        unsafe { avx::softmax_row(row) };
-        return;
-    }
-    scalar::softmax_row(row)
 }
 
 /// In place: `row ← exp(row − max(row))`; returns the sum of the new values, so that the caller
@@ -141,11 +131,6 @@ mod scalar {
             sum += *v;
         }
         sum
-    }
-
-    pub fn softmax_row(row: &mut [f32]) {
-        let inv = 1.0 / exp_shifted_row(row);
-        row.iter_mut().for_each(|v| *v *= inv);
     }
 
     pub fn gelu_tanh(src: &[f32], bias: &[f32], dst: &mut [f32]) {
@@ -232,25 +217,6 @@ mod avx {
         let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_max_ss(s, _mm_shuffle_ps::<0b01>(s, s));
         _mm_cvtss_f32(s)
-    }
-
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn softmax_row(row: &mut [f32]) {
-        // SAFETY: the caller's contract.
-        let inv = 1.0 / unsafe { exp_shifted_row(row) };
-        let n = row.len();
-        let body = n / 8 * 8;
-        let p = row.as_mut_ptr();
-        let vi = _mm256_set1_ps(inv);
-        for i in (0..body).step_by(8) {
-            // SAFETY: i + 8 ≤ body ≤ n.
-            unsafe { _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), vi)) };
-        }
-        for v in &mut row[body..] {
-            *v *= inv;
-        }
     }
 
     /// # Safety
@@ -393,6 +359,16 @@ mod avx {
 mod tests {
     use super::*;
 
+    /// A softmax from `exp_shifted` the way attention uses it (normalised afterwards).
+    fn softmax_with(row: &mut [f32], exp_shifted: fn(&mut [f32]) -> f32) {
+        let inv = 1.0 / exp_shifted(row);
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+
+    fn softmax_row(row: &mut [f32]) {
+        softmax_with(row, exp_shifted_row)
+    }
+
     #[test]
     fn exp_is_accurate() {
         let mut worst = 0f64;
@@ -424,7 +400,7 @@ mod tests {
         };
         let (mut a, mut b) = (xs.clone(), xs.clone());
         softmax_row(&mut a);
-        scalar::softmax_row(&mut b);
+        softmax_with(&mut b, scalar::exp_shifted_row);
         assert!(near(&a, &b, 1e-6), "softmax");
         let (mut a, mut b) = (vec![0f32; 131], vec![0f32; 131]);
         let bias: Vec<f32> = (0..131).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();

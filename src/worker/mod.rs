@@ -335,8 +335,7 @@ pub fn image_job(spec: &RunSpec) -> ImageJob {
 /// generator runs through the fused host kernels (and which instruction set they use).
 fn backend_label(backend: &Backend, bundle: &crate::pipeline::Bundle) -> String {
     if bundle.host.is_some() {
-        let isa = if crate::model::kernels::vectorised() { "AVX2" } else { "scalar" };
-        format!("{} · host kernels ({isa})", backend.description)
+        format!("{} · {}", backend.description, crate::model::host::label())
     } else {
         backend.description.clone()
     }
