@@ -46,6 +46,13 @@ struct Cli {
     /// Compute backend: auto (wgpu on a hardware GPU, else CPU), cpu, or wgpu.
     #[arg(long, global = true, default_value = "auto")]
     backend: BackendChoice,
+    /// Arithmetic of the generator's matrix products on the CPU: f32, or bf16 (operands rounded
+    /// to bfloat16, sums in f32 — faster where the CPU has AMX or AVX-512 BF16; what it changes
+    /// in the outputs is measured in docs/benchmarks.md).
+    ///
+    /// Example: nvg-studio --precision bf16 generate --class heart --seed 3 --out heart.png
+    #[arg(long, global = true, default_value = "f32")]
+    precision: nvg_studio::model::host::Precision,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -386,6 +393,7 @@ fn main() -> ExitCode {
     if std::env::var("NVG_HOST_PATH").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0") {
         nvg_studio::model::host::set_enabled(false);
     }
+    nvg_studio::model::host::set_precision(cli.precision);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -398,10 +406,17 @@ fn main() -> ExitCode {
 
 fn pick_backend(choice: BackendChoice) -> Result<Backend> {
     let b = backend::select(choice)?;
-    if b.is_cpu && nvg_studio::model::host::enabled() {
-        eprintln!("backend: {b}; generator inference through {}", nvg_studio::model::host::label());
+    use nvg_studio::model::{bf16, host};
+    if b.is_cpu && host::enabled() {
+        eprintln!("backend: {b}; generator inference through {}", host::label());
+        if host::precision() == host::Precision::Bf16 && bf16::kernel() == bf16::Kernel::Scalar {
+            eprintln!("note: this CPU has neither AMX nor AVX-512 BF16; bf16 runs as a scalar emulation, slower than f32");
+        }
     } else {
         eprintln!("backend: {b}");
+        if host::precision() == host::Precision::Bf16 {
+            eprintln!("note: --precision bf16 applies to the CPU host path only; this backend computes in f32");
+        }
     }
     Ok(b)
 }

@@ -20,12 +20,46 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
+use super::bf16::{self, PackedB};
 use super::generator::{NvgGenerator, time_embedding_values};
 use super::kernels;
 use super::tokenizer::to_vec_f32;
 use super::transformer::{HEAD_DIM, LastLayer, NORM_EPS, ParallelBlock, rope_tables};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
+static BF16: AtomicBool = AtomicBool::new(false);
+
+/// Arithmetic of the transformer blocks' matrix products on the host path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 throughout (the default; the parity tests hold it to the reference vectors).
+    #[default]
+    F32,
+    /// Operands of the blocks' products (projections, attention scores, attention · v) rounded
+    /// to bfloat16, sums in f32 ([`super::bf16`]); everything else stays f32.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown precision '{other}' (expected f32 or bf16)")),
+        }
+    }
+}
+
+/// Sets the precision of host paths built from now on (process-wide, like [`set_enabled`]).
+pub fn set_precision(p: Precision) {
+    BF16.store(p == Precision::Bf16, Ordering::SeqCst);
+}
+
+/// The precision [`HostGenerator::new`] uses.
+pub fn precision() -> Precision {
+    if BF16.load(Ordering::SeqCst) { Precision::Bf16 } else { Precision::F32 }
+}
 
 /// Turns the host path on or off for the whole process (on by default; benchmarks and tests
 /// switch it off to time or check the burn path).
@@ -38,9 +72,14 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::SeqCst)
 }
 
-/// How the status bar and the CLI name this path: "host kernels (AVX2)" or "(scalar)".
+/// How the status bar and the CLI name this path: "host kernels (AVX2)" or "(scalar)", and with
+/// bf16 the kernel of its products ("host kernels (AVX2) · bf16 (AMX)").
 pub fn label() -> String {
-    format!("host kernels ({})", if super::kernels::vectorised() { "AVX2" } else { "scalar" })
+    let base = format!("host kernels ({})", if super::kernels::vectorised() { "AVX2" } else { "scalar" });
+    match precision() {
+        Precision::F32 => base,
+        Precision::Bf16 => format!("{base} · bf16 ({})", bf16::kernel().name()),
+    }
 }
 
 /// Rows below this count are not split over the two halves.
@@ -209,6 +248,9 @@ struct Workspace {
     k: Vec<f32>,
     o: Vec<f32>,
     scores: Vec<f32>,
+    /// bf16: each head's kᵀ and v in tile layout.
+    k_packed: Vec<PackedB>,
+    v_packed: Vec<PackedB>,
 }
 
 thread_local! {
@@ -241,10 +283,12 @@ struct HostBlock {
     heads: usize,
     width: usize,
     mlp: usize,
+    /// bf16: linear1's and linear2's weights in tile layout.
+    packed: Option<(PackedB, PackedB)>,
 }
 
 impl HostBlock {
-    fn new(b: &ParallelBlock) -> Self {
+    fn new(b: &ParallelBlock, precision: Precision) -> Self {
         let linear1 = HostLinear::new(&b.linear1);
         let width = b.heads * HEAD_DIM;
         let (modulation, linear2) = (HostLinear::new(&b.modulation.lin), HostLinear::new(&b.linear2));
@@ -273,7 +317,10 @@ impl HostBlock {
             3 * width
         );
         assert!(q_scale.len() == HEAD_DIM && k_scale.len() == HEAD_DIM, "host block: q/k norm scales must have {HEAD_DIM} entries");
-        Self { modulation, linear1, linear2, q_scale, k_scale, heads: b.heads, width, mlp }
+        let packed = (precision == Precision::Bf16).then(|| {
+            (PackedB::from_rows(&linear1.w, linear1.d_in, linear1.d_out), PackedB::from_rows(&linear2.w, linear2.d_in, linear2.d_out))
+        });
+        Self { modulation, linear1, linear2, q_scale, k_scale, heads: b.heads, width, mlp, packed }
     }
 
     /// `x` `[T, W]` of one image in place; `vec` `[W]`; `cos`, `sin` `[T, 64]`.
@@ -310,7 +357,10 @@ impl HostBlock {
             }
             // The projection without its bias: the kernels below add it where they read it.
             // SAFETY: u is n×W, proj n×P, distinct buffers.
-            unsafe { matmul(n, p, w, proj.as_mut_ptr(), p, false, u.as_ptr(), w, self.linear1.w.as_ptr(), p, 1, 1.0) };
+            match &self.packed {
+                Some((w1, _)) => unsafe { bf16::matmul(n, u.as_ptr(), w, w1, proj.as_mut_ptr(), p, false, 1.0) },
+                None => unsafe { matmul(n, p, w, proj.as_mut_ptr(), p, false, u.as_ptr(), w, self.linear1.w.as_ptr(), p, 1, 1.0) },
+            }
             let b1 = &self.linear1.b;
             for r in 0..n {
                 let tok = r0 + r;
@@ -332,19 +382,41 @@ impl HostBlock {
         // buffer's first W columns (v read in place from the projection), then each output row
         // divided by its softmax sum; each thread takes half the query rows. (Splitting by heads
         // instead, so that each thread packs only its own heads' k and v, measured no faster.)
+        // bf16: every head's kᵀ and v packed once (heads spread over the pool), read by both halves.
+        if self.packed.is_some() {
+            use rayon::prelude::*;
+            ws.k_packed.resize_with(h, PackedB::default);
+            ws.v_packed.resize_with(h, PackedB::default);
+            ws.k_packed.par_iter_mut().zip(ws.v_packed.par_iter_mut()).enumerate().for_each(|(hh, (kb, vb))| {
+                let o = hh * HEAD_DIM;
+                // SAFETY: kᵀ (i, j) = k[j·W + o + i] and v (i, j) = proj[i·P + 2W + o + j] lie inside
+                // their T×W and T×P buffers, which nothing writes during this region.
+                unsafe {
+                    kb.pack(kp.at(o), HEAD_DIM, t, 1, w);
+                    vb.pack(pp.at(2 * w + o), t, HEAD_DIM, p, 1);
+                }
+            });
+        }
+        let (k_packed, v_packed) = (&ws.k_packed, &ws.v_packed);
         let attend = |heads: std::ops::Range<usize>, r0: usize, n: usize, s: &mut [f32]| {
             let mut sums = vec![0f32; n];
             for hh in heads {
                 let o = hh * HEAD_DIM;
                 // SAFETY: q rows r0..r0+n and all k rows lie inside their T×W buffers (read only
                 // in this region); the score block is n×T.
-                unsafe { matmul(n, t, HEAD_DIM, s.as_mut_ptr(), t, false, qp.at(r0 * w + o), w, kp.at(o), 1, w, 0.125) };
+                match self.packed {
+                    Some(_) => unsafe { bf16::matmul(n, qp.at(r0 * w + o), w, &k_packed[hh], s.as_mut_ptr(), t, false, 0.125) },
+                    None => unsafe { matmul(n, t, HEAD_DIM, s.as_mut_ptr(), t, false, qp.at(r0 * w + o), w, kp.at(o), 1, w, 0.125) },
+                }
                 for r in 0..n {
                     sums[r] = kernels::exp_shifted_row(&mut s[r * t..(r + 1) * t]);
                 }
                 // SAFETY: v = proj columns 2W + o.., all T rows (read only here); dst rows r0..r0+n
                 // of the concat buffer, columns o..o+64, written by this task only.
-                unsafe { matmul(n, HEAD_DIM, t, cp.at(r0 * c + o), c, false, s.as_ptr(), t, pp.at(2 * w + o), p, 1, 1.0) };
+                match self.packed {
+                    Some(_) => unsafe { bf16::matmul(n, s.as_ptr(), t, &v_packed[hh], cp.at(r0 * c + o), c, false, 1.0) },
+                    None => unsafe { matmul(n, HEAD_DIM, t, cp.at(r0 * c + o), c, false, s.as_ptr(), t, pp.at(2 * w + o), p, 1, 1.0) },
+                }
                 // v's bias: the weights of a softmax row sum to one, so it adds to the output.
                 let vb = &self.linear1.b[2 * w + o..2 * w + o + HEAD_DIM];
                 for (r, &sum) in sums.iter().enumerate() {
@@ -362,7 +434,10 @@ impl HostBlock {
         for_row_halves(t, |r0, n| {
             // SAFETY: rows r0..r0+n of `o` and `x`; the concat rows are read only.
             let (o, xr) = unsafe { (op.slice(r0 * w, n * w), xp.slice(r0 * w, n * w)) };
-            unsafe { matmul(n, w, c, o.as_mut_ptr(), w, false, cp.at(r0 * c), c, self.linear2.w.as_ptr(), w, 1, 1.0) };
+            match &self.packed {
+                Some((_, w2)) => unsafe { bf16::matmul(n, cp.at(r0 * c), c, w2, o.as_mut_ptr(), w, false, 1.0) },
+                None => unsafe { matmul(n, w, c, o.as_mut_ptr(), w, false, cp.at(r0 * c), c, self.linear2.w.as_ptr(), w, 1, 1.0) },
+            }
             for r in 0..n {
                 kernels::gated_residual(&mut xr[r * w..(r + 1) * w], &o[r * w..(r + 1) * w], gate, &self.linear2.b);
             }
@@ -441,8 +516,13 @@ pub struct HostGenerator {
 }
 
 impl HostGenerator {
-    /// Copies the weights of `g` to the host.
+    /// Copies the weights of `g` to the host, at the process-wide [`precision`].
     pub fn new(g: &NvgGenerator) -> Self {
+        Self::with_precision(g, precision())
+    }
+
+    /// Copies the weights of `g` to the host, for products at `precision`.
+    pub fn with_precision(g: &NvgGenerator, precision: Precision) -> Self {
         let cfg = g.config();
         Self {
             num_stages: cfg.num_stages(),
@@ -456,7 +536,7 @@ impl HostGenerator {
             content_embed: HostLinear::new(&g.content_embed),
             content_class: embedding_rows(&g.content_class_embed.weight.val()),
             content_stage: embedding_rows(&g.content_stage_embed.weight.val()),
-            content_blocks: g.content_blocks.iter().map(HostBlock::new).collect(),
+            content_blocks: g.content_blocks.iter().map(|b| HostBlock::new(b, precision)).collect(),
             x0_head: HostLast::new(&g.x0_head),
             cls_head: HostLinear::new(&g.cls_head.linear),
             structure_embed: HostLinear::new(&g.structure_embed),
@@ -465,7 +545,7 @@ impl HostGenerator {
             structure_stage: embedding_rows(&g.structure_stage_embed.weight.val()),
             time_in: HostLinear::new(&g.structure_time_embed.in_layer),
             time_out: HostLinear::new(&g.structure_time_embed.out_layer),
-            structure_blocks: g.structure_blocks.iter().map(HostBlock::new).collect(),
+            structure_blocks: g.structure_blocks.iter().map(|b| HostBlock::new(b, precision)).collect(),
             structure_head: HostLast::new(&g.structure_head),
         }
     }
@@ -610,7 +690,7 @@ mod tests {
         cfg.structure_heads = 2;
         cfg.scale_factors = vec![1.0, 2.0, 1.5, 1.2, 1.1, 0.9];
         let g = perturbed(&cfg, &dev);
-        let host = HostGenerator::new(&g);
+        let host = HostGenerator::with_precision(&g, Precision::F32);
         let (l, c, bits) = (cfg.num_positions(), cfg.latent_channels, cfg.num_bits());
         for stage in 0..cfg.num_stages() {
             // Two images: one balanced map, one unbalanced with an empty cluster.
@@ -633,12 +713,52 @@ mod tests {
         }
     }
 
+    /// Relative RMS difference of `a` from `b`.
+    fn rel_rms(a: &[f32], b: &[f32]) -> f32 {
+        let d: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+        let r: f32 = b.iter().map(|y| y * y).sum();
+        (d / r.max(1e-12)).sqrt()
+    }
+
+    /// bf16 products change the outputs by about bf16's resolution (2⁻⁸ relative), not more, and
+    /// they do change them (the path really runs).
+    #[test]
+    fn bf16_path_stays_close_to_f32() {
+        let dev = Device::flex();
+        let mut cfg = GeneratorConfig::test_tiny();
+        cfg.structure_width = 128;
+        cfg.structure_heads = 2;
+        let g = perturbed(&cfg, &dev);
+        let (f, h) = (HostGenerator::with_precision(&g, Precision::F32), HostGenerator::with_precision(&g, Precision::Bf16));
+        let (l, c, bits) = (cfg.num_positions(), cfg.latent_channels, cfg.num_bits());
+        for stage in [0, 2] {
+            let k = 1u32 << stage;
+            let labels: Vec<u32> = (0..l as u32).map(|p| p * k / l as u32).collect();
+            let canvas = to_vec_f32(Tensor::<3>::random([1, l, c], Distribution::Normal(0.0, 1.0), &dev));
+            let (lf, lh) = (f.content_logits(&g, stage, &[1], &canvas, &[&labels]), h.content_logits(&g, stage, &[1], &canvas, &[&labels]));
+            let e = rel_rms(&lh, &lf);
+            assert!(e > 0.0 && e < 2e-2, "content logits, stage {stage}: relative RMS difference {e}");
+            let z = to_vec_f32(Tensor::<3>::random([1, l, bits], Distribution::Normal(0.0, 1.0), &dev));
+            let (pf, ph) = (f.structure_prep(&g, stage, &[1], &canvas, &[&labels]), h.structure_prep(&g, stage, &[1], &canvas, &[&labels]));
+            let (vf, vh) = (f.structure_velocity(&pf, &z, 0.6), h.structure_velocity(&ph, &z, 0.6));
+            let e = rel_rms(&vh, &vf);
+            assert!(e > 0.0 && e < 2e-2, "structure velocity, stage {stage}: relative RMS difference {e}");
+            assert!(vh.iter().all(|v| v.is_finite()));
+        }
+    }
+
     #[test]
     fn host_results_do_not_depend_on_the_batch() {
+        for precision in [Precision::F32, Precision::Bf16] {
+            batch_invariance(precision);
+        }
+    }
+
+    fn batch_invariance(precision: Precision) {
         let dev = Device::flex();
         let cfg = GeneratorConfig::test_tiny();
         let g = perturbed(&cfg, &dev);
-        let host = HostGenerator::new(&g);
+        let host = HostGenerator::with_precision(&g, precision);
         let (l, c, bits) = (cfg.num_positions(), cfg.latent_channels, cfg.num_bits());
         let stage = 2;
         let labels: Vec<u32> = (0..l as u32).map(|p| p * 4 / l as u32).collect();

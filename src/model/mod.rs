@@ -1,5 +1,6 @@
 //! burn modules, device-agnostic: tensors carry their `Device`, chosen once at start-up.
 
+pub mod bf16;
 pub mod checkpoint;
 pub mod config;
 pub mod ema;

@@ -1,0 +1,607 @@
+//! bf16 matrix products for the generator's host path ([`super::host`]) at reduced precision:
+//! both operands rounded to bfloat16 (round to nearest even), products accumulated in f32.
+//!
+//! Three kernels compute the same products, the best one the CPU has chosen at run time:
+//! - **AMX** (`TDPBF16PS` on 16 × 32 by 32 × 16 tiles; Intel Sapphire Rapids and later), through
+//!   inline assembly — Rust has no stable AMX intrinsics — after asking Linux for the tile state
+//!   (`arch_prctl(ARCH_REQ_XCOMP_PERM)`);
+//! - **AVX-512 BF16** (`VDPBF16PS`, 16 lanes of pair products);
+//! - **scalar**, which emulates the arithmetic (exact bf16 products, f32 sums) anywhere else.
+//!
+//! The right-hand side is stored in the tile layout all three read: 16 × 16 column tiles of 32
+//! reduction rows, each tile 16 rows of "pairs" (`B[2r][j], B[2r+1][j]` side by side for 16
+//! columns `j`) — AMX's B-tile and VDPBF16PS's operand layout alike. Weights are packed once; the
+//! left-hand side (activations) is converted row by row into a zero-padded bf16 buffer.
+//!
+//! Results are deterministic for a given kernel; different kernels sum in different orders, so
+//! their last bits differ (the unit tests bound that difference).
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+/// Rows of a left-hand tile, columns of a right-hand tile.
+const TILE: usize = 16;
+/// Reduction depth of one tile (16 pairs).
+const DEPTH: usize = 32;
+/// Elements of one right-hand tile.
+const TILE_ELEMS: usize = TILE * DEPTH;
+/// Output block of the AMX kernel (2 × 2 tiles); rows and columns are padded to it.
+const BLOCK: usize = 2 * TILE;
+
+/// Which kernel computes the products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    Amx,
+    Avx512,
+    Scalar,
+}
+
+impl Kernel {
+    /// The name the status bar and the CLI show.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Amx => "AMX",
+            Kernel::Avx512 => "AVX-512 BF16",
+            Kernel::Scalar => "scalar",
+        }
+    }
+}
+
+/// The kernel used on this machine: the fastest available, or the one `NVG_BF16_KERNEL`
+/// (`amx`, `avx512`, `scalar`) names when the CPU has it.
+pub fn kernel() -> Kernel {
+    static K: OnceLock<Kernel> = OnceLock::new();
+    *K.get_or_init(|| {
+        let available = available();
+        let wanted = std::env::var("NVG_BF16_KERNEL").ok().and_then(|v| match v.to_ascii_lowercase().as_str() {
+            "amx" => Some(Kernel::Amx),
+            "avx512" => Some(Kernel::Avx512),
+            "scalar" => Some(Kernel::Scalar),
+            _ => None,
+        });
+        match wanted {
+            Some(k) if available.contains(&k) => k,
+            _ => available[0],
+        }
+    })
+}
+
+/// The kernels this CPU can run, fastest first (always ends with [`Kernel::Scalar`]).
+pub fn available() -> Vec<Kernel> {
+    let mut v = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::amx_usable() {
+            v.push(Kernel::Amx);
+        }
+        if x86::avx512_bf16() {
+            v.push(Kernel::Avx512);
+        }
+    }
+    v.push(Kernel::Scalar);
+    v
+}
+
+/// f32 → bf16, rounding to nearest even; subnormals flush to a signed zero and NaN stays NaN —
+/// exactly what `VCVTNEPS2BF16` does, so scalar and vector conversions agree bit for bit.
+#[inline]
+pub fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x0040) as u16;
+    }
+    if b & 0x7f80_0000 == 0 {
+        return ((b >> 16) & 0x8000) as u16;
+    }
+    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// bf16 → f32 (exact).
+#[inline]
+pub fn from_bf16(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// Converts a row of f32 to bf16.
+fn convert_row(src: &[f32], dst: &mut [u16]) {
+    assert!(dst.len() >= src.len());
+    #[cfg(target_arch = "x86_64")]
+    if x86::avx512_bf16() {
+        // SAFETY: the CPU has the features; lengths checked above.
+        unsafe { x86::convert_row(src, dst) };
+        return;
+    }
+    src.iter().zip(dst.iter_mut()).for_each(|(s, d)| *d = to_bf16(*s));
+}
+
+/// A right-hand side `[k × n]` in tile layout (see the module docs), zero-padded to whole tiles
+/// and to an even number of column tiles.
+#[derive(Default, Clone)]
+pub struct PackedB {
+    data: Vec<u16>,
+    k: usize,
+    n: usize,
+    /// Reduction tiles per column tile.
+    kts: usize,
+    /// Column tiles (even).
+    nts: usize,
+}
+
+impl PackedB {
+    /// Packs `B[i][j] = src[i·rs + j·cs]` for `i < k`, `j < n`, reusing this buffer.
+    ///
+    /// # Safety
+    /// Every addressed element must lie inside the buffer `src` points into.
+    pub unsafe fn pack(&mut self, src: *const f32, k: usize, n: usize, rs: usize, cs: usize) {
+        let kts = k.div_ceil(DEPTH);
+        let nts = n.div_ceil(BLOCK) * 2;
+        self.data.clear();
+        self.data.resize(kts * nts * TILE_ELEMS, 0);
+        (self.k, self.n, self.kts, self.nts) = (k, n, kts, nts);
+        for i in 0..k {
+            let (kt, pair, half) = (i / DEPTH, (i % DEPTH) / 2, i % 2);
+            for j in 0..n {
+                let (nt, col) = (j / TILE, j % TILE);
+                // SAFETY: the caller's contract.
+                let v = unsafe { *src.add(i * rs + j * cs) };
+                self.data[(nt * kts + kt) * TILE_ELEMS + pair * DEPTH + col * 2 + half] = to_bf16(v);
+            }
+        }
+    }
+
+    /// Packs a row-major `[k × n]` matrix.
+    pub fn from_rows(src: &[f32], k: usize, n: usize) -> Self {
+        assert!(src.len() >= k * n, "PackedB::from_rows: {} values for {k}×{n}", src.len());
+        let mut p = Self::default();
+        // SAFETY: checked above.
+        unsafe { p.pack(src.as_ptr(), k, n, n, 1) };
+        p
+    }
+
+    /// `B[i][j]` as stored (for tests).
+    #[cfg(test)]
+    fn at(&self, i: usize, j: usize) -> f32 {
+        let (kt, pair, half, nt, col) = (i / DEPTH, (i % DEPTH) / 2, i % 2, j / TILE, j % TILE);
+        from_bf16(self.data[(nt * self.kts + kt) * TILE_ELEMS + pair * DEPTH + col * 2 + half])
+    }
+}
+
+/// A left-hand side `[m × k]` in bf16, rows padded to whole 32-row blocks and the reduction to
+/// whole tiles (zeros).
+#[derive(Default)]
+struct PackedA {
+    data: Vec<u16>,
+    m: usize,
+    /// Row stride (elements) = reduction tiles · 32.
+    stride: usize,
+}
+
+impl PackedA {
+    /// # Safety
+    /// Rows `src[r·rs .. r·rs + k]`, `r < m`, must lie inside the buffer `src` points into.
+    unsafe fn pack(&mut self, src: *const f32, m: usize, k: usize, rs: usize) {
+        let stride = k.div_ceil(DEPTH) * DEPTH;
+        let rows = m.div_ceil(BLOCK) * BLOCK;
+        self.data.resize(rows * stride, 0);
+        for r in 0..m {
+            // SAFETY: the caller's contract.
+            let row = unsafe { std::slice::from_raw_parts(src.add(r * rs), k) };
+            let d = &mut self.data[r * stride..(r + 1) * stride];
+            convert_row(row, &mut d[..k]);
+            d[k..].fill(0);
+        }
+        self.data[m * stride..].fill(0);
+        (self.m, self.stride) = (m, stride);
+    }
+}
+
+thread_local! {
+    /// The calling thread's converted left-hand side, reused between products.
+    static LHS: RefCell<PackedA> = RefCell::new(PackedA::default());
+}
+
+/// `dst[i·dst_rs + j] = [dst +] alpha · Σₗ bf16(A[i][l]) · bf16(B[l][j])` for `i < m`, `j < b.n`,
+/// where `A[i][l] = a[i·a_rs + l]` (`l < b.k`), on [`kernel`].
+///
+/// # Safety
+/// Every addressed element of `a` and `dst` must lie inside its buffer; `dst` must not overlap `a`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul(m: usize, a: *const f32, a_rs: usize, b: &PackedB, dst: *mut f32, dst_rs: usize, accumulate: bool, alpha: f32) {
+    // SAFETY: the caller's contract.
+    unsafe { matmul_with(kernel(), m, a, a_rs, b, dst, dst_rs, accumulate, alpha) }
+}
+
+/// [`matmul`] on a chosen kernel (which the CPU must have).
+///
+/// # Safety
+/// As [`matmul`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_with(kern: Kernel, m: usize, a: *const f32, a_rs: usize, b: &PackedB, dst: *mut f32, dst_rs: usize, accumulate: bool, alpha: f32) {
+    if m == 0 || b.n == 0 {
+        return;
+    }
+    LHS.with(|lhs| {
+        let mut lhs = lhs.borrow_mut();
+        // SAFETY: the caller's contract.
+        unsafe { lhs.pack(a, m, b.k, a_rs) };
+        let lhs = &*lhs;
+        let mut scratch = Scratch([0.0; BLOCK * BLOCK]);
+        #[cfg(target_arch = "x86_64")]
+        if kern == Kernel::Amx {
+            // SAFETY: AMX is usable (`kernel`/`available` checked it) and the tile config is set
+            // for this thread right here.
+            unsafe { x86::amx_configure() };
+        }
+        for r0 in (0..m).step_by(BLOCK) {
+            for nt in (0..b.nts).step_by(2) {
+                let c = &mut scratch.0;
+                match kern {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the packed buffers hold whole 32-row blocks and whole tile pairs.
+                    Kernel::Amx => unsafe { x86::amx_block(lhs, r0, b, nt, c) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as above; the CPU has AVX-512 BF16.
+                    Kernel::Avx512 => unsafe { x86::avx512_block(lhs, r0, b, nt, c) },
+                    _ => scalar_block(lhs, r0, b, nt, c),
+                }
+                let rows = BLOCK.min(m - r0);
+                let cols = BLOCK.min(b.n - nt * TILE);
+                for r in 0..rows {
+                    // SAFETY: row r0 + r < m and columns < n lie inside `dst` (caller's contract).
+                    let out = unsafe { std::slice::from_raw_parts_mut(dst.add((r0 + r) * dst_rs + nt * TILE), cols) };
+                    let src = &c[r * BLOCK..r * BLOCK + cols];
+                    if accumulate {
+                        out.iter_mut().zip(src).for_each(|(o, s)| *o += alpha * s);
+                    } else {
+                        out.iter_mut().zip(src).for_each(|(o, s)| *o = alpha * s);
+                    }
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if kern == Kernel::Amx {
+            // SAFETY: releases the tile state configured above.
+            unsafe { x86::amx_release() };
+        }
+    });
+}
+
+/// A 32 × 32 f32 output block.
+#[repr(C, align(64))]
+struct Scratch([f32; BLOCK * BLOCK]);
+
+/// The scalar kernel: one 32 × 32 block, sums in reduction order.
+fn scalar_block(a: &PackedA, r0: usize, b: &PackedB, nt: usize, c: &mut [f32; BLOCK * BLOCK]) {
+    for r in 0..BLOCK {
+        let row = &a.data[(r0 + r) * a.stride..(r0 + r + 1) * a.stride];
+        for j in 0..BLOCK {
+            let (t, col) = (nt + j / TILE, j % TILE);
+            let mut acc = 0f32;
+            for kt in 0..b.kts {
+                let tile = &b.data[(t * b.kts + kt) * TILE_ELEMS..(t * b.kts + kt + 1) * TILE_ELEMS];
+                for pair in 0..TILE {
+                    let l = kt * DEPTH + 2 * pair;
+                    acc += from_bf16(row[l]) * from_bf16(tile[pair * DEPTH + col * 2]) + from_bf16(row[l + 1]) * from_bf16(tile[pair * DEPTH + col * 2 + 1]);
+                }
+            }
+            c[r * BLOCK + j] = acc;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+    use std::sync::OnceLock;
+
+    use super::{BLOCK, DEPTH, PackedA, PackedB, TILE, TILE_ELEMS};
+
+    pub fn avx512_bf16() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+
+    /// AMX-BF16 present, enabled by the OS (XCR0 tile bits) and granted to this process.
+    pub fn amx_usable() -> bool {
+        static OK: OnceLock<bool> = OnceLock::new();
+        *OK.get_or_init(|| {
+            let leaf7 = __cpuid_count(7, 0);
+            let (amx_bf16, amx_tile) = ((leaf7.edx >> 22) & 1 == 1, (leaf7.edx >> 24) & 1 == 1);
+            if !(amx_bf16 && amx_tile && std::arch::is_x86_feature_detected!("xsave")) {
+                return false;
+            }
+            // OSXSAVE (cpuid 1, ecx bit 27) guarantees XGETBV.
+            let osxsave = (__cpuid(1).ecx >> 27) & 1 == 1;
+            if !osxsave {
+                return false;
+            }
+            // SAFETY: checked above.
+            let xcr0 = unsafe { xgetbv0() };
+            if (xcr0 >> 17) & 3 != 3 {
+                return false;
+            }
+            request_tile_permission()
+        })
+    }
+
+    #[target_feature(enable = "xsave")]
+    unsafe fn xgetbv0() -> u64 {
+        // SAFETY: the caller checked OSXSAVE.
+        unsafe { _xgetbv(0) }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn request_tile_permission() -> bool {
+        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: libc::c_long = 18;
+        // SAFETY: a plain syscall with integer arguments.
+        unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn request_tile_permission() -> bool {
+        false
+    }
+
+    #[repr(C, align(64))]
+    struct TileConfig([u8; 64]);
+
+    /// Palette 1, all eight tiles 16 rows × 64 bytes: tmm0–3 the 2 × 2 f32 accumulators,
+    /// tmm4–5 two left tiles, tmm6–7 two right tiles.
+    ///
+    /// # Safety
+    /// AMX must be usable ([`amx_usable`]).
+    pub unsafe fn amx_configure() {
+        let mut cfg = TileConfig([0; 64]);
+        cfg.0[0] = 1;
+        for t in 0..8 {
+            cfg.0[16 + 2 * t] = 64;
+            cfg.0[48 + t] = 16;
+        }
+        // SAFETY: a valid palette-1 configuration.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly)) };
+    }
+
+    /// # Safety
+    /// After [`amx_configure`] on this thread.
+    pub unsafe fn amx_release() {
+        // SAFETY: the caller's contract.
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    }
+
+    /// One 32 × 32 output block: rows `r0..r0 + 32` of `a` by column tiles `nt, nt + 1` of `b`.
+    ///
+    /// # Safety
+    /// Tiles configured on this thread; `a` holds rows up to `r0 + 32`, `b` column tiles up to
+    /// `nt + 1`, both with `b.kts` reduction tiles.
+    pub unsafe fn amx_block(a: &PackedA, r0: usize, b: &PackedB, nt: usize, c: &mut [f32; BLOCK * BLOCK]) {
+        let sa = a.stride * 2;
+        debug_assert!(a.data.len() >= (r0 + BLOCK) * a.stride && b.data.len() >= (nt + 2) * b.kts * TILE_ELEMS);
+        // SAFETY: the caller's contract bounds every tile load (16 rows of 64 bytes at the given
+        // strides) and the 32 × 32 store.
+        unsafe {
+            let a0 = a.data.as_ptr().add(r0 * a.stride);
+            let a1 = a0.add(TILE * a.stride);
+            let b0 = b.data.as_ptr().add(nt * b.kts * TILE_ELEMS);
+            let b1 = b0.add(b.kts * TILE_ELEMS);
+            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+            for kt in 0..b.kts {
+                asm!(
+                    "tileloadd tmm4, [{a0} + {sa}*1]",
+                    "tileloadd tmm5, [{a1} + {sa}*1]",
+                    "tileloadd tmm6, [{b0} + {sb}*1]",
+                    "tileloadd tmm7, [{b1} + {sb}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    a0 = in(reg) a0.add(kt * DEPTH),
+                    a1 = in(reg) a1.add(kt * DEPTH),
+                    sa = in(reg) sa,
+                    b0 = in(reg) b0.add(kt * TILE_ELEMS),
+                    b1 = in(reg) b1.add(kt * TILE_ELEMS),
+                    sb = in(reg) 64usize,
+                    options(nostack, readonly),
+                );
+            }
+            let cp = c.as_mut_ptr();
+            asm!(
+                "tilestored [{c0} + {s}*1], tmm0",
+                "tilestored [{c1} + {s}*1], tmm1",
+                "tilestored [{c2} + {s}*1], tmm2",
+                "tilestored [{c3} + {s}*1], tmm3",
+                c0 = in(reg) cp,
+                c1 = in(reg) cp.add(TILE),
+                c2 = in(reg) cp.add(TILE * BLOCK),
+                c3 = in(reg) cp.add(TILE * BLOCK + TILE),
+                s = in(reg) BLOCK * 4,
+                options(nostack),
+            );
+        }
+    }
+
+    /// One 32 × 32 output block with `VDPBF16PS`, eight rows at a time (16 accumulators).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and BF16; bounds as [`amx_block`].
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn avx512_block(a: &PackedA, r0: usize, b: &PackedB, nt: usize, c: &mut [f32; BLOCK * BLOCK]) {
+        debug_assert!(a.data.len() >= (r0 + BLOCK) * a.stride && b.data.len() >= (nt + 2) * b.kts * TILE_ELEMS);
+        // SAFETY: the caller's contract bounds every load and store.
+        unsafe {
+            let b0 = b.data.as_ptr().add(nt * b.kts * TILE_ELEMS);
+            let b1 = b0.add(b.kts * TILE_ELEMS);
+            for rb in (0..BLOCK).step_by(8) {
+                let a_rows: [*const u16; 8] = std::array::from_fn(|r| a.data.as_ptr().add((r0 + rb + r) * a.stride));
+                let mut acc = [_mm512_setzero_ps(); 16];
+                for kt in 0..b.kts {
+                    for pair in 0..TILE {
+                        let off = kt * TILE_ELEMS + pair * DEPTH;
+                        let v0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b0.add(off) as *const _));
+                        let v1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b1.add(off) as *const _));
+                        let l = kt * DEPTH + 2 * pair;
+                        macro_rules! row {
+                            ($r:literal) => {{
+                                let p = (a_rows[$r].add(l) as *const i32).read_unaligned();
+                                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(p));
+                                acc[2 * $r] = _mm512_dpbf16_ps(acc[2 * $r], av, v0);
+                                acc[2 * $r + 1] = _mm512_dpbf16_ps(acc[2 * $r + 1], av, v1);
+                            }};
+                        }
+                        row!(0);
+                        row!(1);
+                        row!(2);
+                        row!(3);
+                        row!(4);
+                        row!(5);
+                        row!(6);
+                        row!(7);
+                    }
+                }
+                for r in 0..8 {
+                    let o = c.as_mut_ptr().add((rb + r) * BLOCK);
+                    _mm512_storeu_ps(o, acc[2 * r]);
+                    _mm512_storeu_ps(o.add(TILE), acc[2 * r + 1]);
+                }
+            }
+        }
+    }
+
+    /// f32 → bf16 with `VCVTNEPS2BF16`, 16 at a time; the tail through the same rounding.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and BF16; `dst.len() >= src.len()`.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn convert_row(src: &[f32], dst: &mut [u16]) {
+        let n = src.len();
+        let mut i = 0;
+        // SAFETY: i + 16 <= n for every vector access; dst is at least as long.
+        unsafe {
+            while i + 16 <= n {
+                let v = _mm512_loadu_ps(src.as_ptr().add(i));
+                let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, h);
+                i += 16;
+            }
+        }
+        for j in i..n {
+            dst[j] = super::to_bf16(src[j]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_is_nearest_even_and_keeps_specials() {
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        // 1 + 2⁻⁸ is halfway between 1 and 1 + 2⁻⁷: ties go to the even (1.0).
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+        // 1 + 3·2⁻⁸ is halfway between 1 + 2⁻⁷ (odd) and 1 + 2⁻⁶: rounds up to the even.
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+        assert_eq!(to_bf16(-2.5), 0xc020);
+        assert_eq!(to_bf16(f32::INFINITY), 0x7f80);
+        assert_eq!(to_bf16(f32::MAX), 0x7f80, "overflow rounds to infinity");
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+        assert_eq!(to_bf16(1e-40), 0, "subnormals flush to zero");
+        assert_eq!(to_bf16(-1e-40), 0x8000);
+        for x in [0.1f32, -3.7, 12345.678, 1e-20] {
+            assert!((from_bf16(to_bf16(x)) - x).abs() <= x.abs() / 256.0, "{x}");
+        }
+    }
+
+    #[test]
+    fn vector_and_scalar_conversions_agree() {
+        let src: Vec<f32> = (0..53).map(|i| (i as f32 * 0.731).sin() * 10f32.powi(i % 7 - 3)).chain([f32::INFINITY, -0.0, 1e-40, 1.0 + 1.0 / 256.0]).collect();
+        let mut dst = vec![0u16; src.len()];
+        convert_row(&src, &mut dst);
+        for (s, d) in src.iter().zip(&dst) {
+            assert_eq!(*d, to_bf16(*s), "{s}");
+        }
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn packing_places_every_element() {
+        let (k, n) = (70, 45);
+        let src = values(k * n, 7);
+        let p = PackedB::from_rows(&src, k, n);
+        assert_eq!((p.kts, p.nts), (3, 4));
+        for i in 0..k {
+            for j in 0..n {
+                assert_eq!(p.at(i, j), from_bf16(to_bf16(src[i * n + j])));
+            }
+        }
+        // Everything else is zero padding.
+        let nonzero = src.iter().filter(|&&v| to_bf16(v) & 0x7fff != 0).count();
+        assert_eq!(p.data.iter().filter(|&&v| v & 0x7fff != 0).count(), nonzero);
+    }
+
+    /// Every kernel this CPU has, against an f64 sum of the same bf16 products, on shapes with
+    /// ragged rows, columns and reduction, strided operands, accumulation and a scale.
+    #[test]
+    fn every_available_kernel_matches_the_exact_products() {
+        let kernels = available();
+        eprintln!("bf16 kernels here: {kernels:?}");
+        for &(m, n, k) in &[(1, 1, 1), (37, 45, 70), (64, 64, 64), (33, 513, 64), (40, 64, 513)] {
+            let a_rs = k + 3;
+            let a = values(m * a_rs, 11);
+            let bsrc = values(k * n, 5);
+            // B given transposed (column stride n·1 → rs = 1, cs = k), as attention's kᵀ is.
+            let bt: Vec<f32> = (0..n * k).map(|idx| bsrc[(idx % k) * n + idx / k]).collect();
+            let mut b = PackedB::default();
+            // SAFETY: element (i, j) at i + j·k < n·k.
+            unsafe { b.pack(bt.as_ptr(), k, n, 1, k) };
+            let dst_rs = n + 2;
+            let init = values(m * dst_rs, 3);
+            let mut exact = init.clone();
+            for i in 0..m {
+                for j in 0..n {
+                    let s: f64 = (0..k).map(|l| from_bf16(to_bf16(a[i * a_rs + l])) as f64 * from_bf16(to_bf16(bsrc[l * n + j])) as f64).sum();
+                    exact[i * dst_rs + j] += (0.5 * s) as f32;
+                }
+            }
+            for &kern in &kernels {
+                let mut dst = init.clone();
+                // SAFETY: all views lie inside the vectors.
+                unsafe { matmul_with(kern, m, a.as_ptr(), a_rs, &b, dst.as_mut_ptr(), dst_rs, true, 0.5) };
+                for i in 0..m {
+                    for j in 0..dst_rs {
+                        let (got, want) = (dst[i * dst_rs + j], exact[i * dst_rs + j]);
+                        if j >= n {
+                            assert_eq!(got, init[i * dst_rs + j], "{kern:?} wrote outside the columns");
+                        } else {
+                            assert!((got - want).abs() <= 1e-5 * k as f32, "{kern:?} {m}×{n}×{k} ({i},{j}): {got} vs {want}");
+                        }
+                    }
+                }
+                let mut fresh = init.clone();
+                // SAFETY: as above.
+                unsafe { matmul_with(kern, m, a.as_ptr(), a_rs, &b, fresh.as_mut_ptr(), dst_rs, false, 1.0) };
+                let d = (fresh[0] - 2.0 * (exact[0] - init[0])).abs();
+                assert!(d <= 1e-5 * k as f32, "{kern:?}: overwrite {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn results_repeat_bit_for_bit() {
+        let (m, n, k) = (50, 70, 90);
+        let a = values(m * k, 1);
+        let b = PackedB::from_rows(&values(k * n, 2), k, n);
+        let run = || {
+            let mut d = vec![0f32; m * n];
+            // SAFETY: sizes match.
+            unsafe { matmul(m, a.as_ptr(), k, &b, d.as_mut_ptr(), n, false, 1.0) };
+            d
+        };
+        let first = run();
+        assert!(first.iter().any(|v| *v != 0.0));
+        assert_eq!(first, run());
+    }
+}
