@@ -23,8 +23,8 @@ use std::sync::OnceLock;
 const TILE: usize = 16;
 /// Reduction depth of one tile (16 pairs).
 const DEPTH: usize = 32;
-/// Elements of one right-hand tile.
-const TILE_ELEMS: usize = TILE * DEPTH;
+/// Pair words (two bf16) of one right-hand tile: 16 pair rows × 16 columns.
+const TILE_WORDS: usize = TILE * TILE;
 /// Output block of the AMX kernel (2 × 2 tiles); rows and columns are padded to it.
 const BLOCK: usize = 2 * TILE;
 
@@ -102,23 +102,28 @@ pub fn from_bf16(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
 }
 
-/// Converts a row of f32 to bf16.
-fn convert_row(src: &[f32], dst: &mut [u16]) {
+/// Converts a row of f32, times `scale`, to bf16.
+fn convert_row(src: &[f32], scale: f32, dst: &mut [u16]) {
     assert!(dst.len() >= src.len());
     #[cfg(target_arch = "x86_64")]
     if x86::avx512_bf16() {
         // SAFETY: the CPU has the features; lengths checked above.
-        unsafe { x86::convert_row(src, dst) };
+        unsafe { x86::convert_row(src, scale, dst) };
         return;
     }
-    src.iter().zip(dst.iter_mut()).for_each(|(s, d)| *d = to_bf16(*s));
+    if scale == 1.0 {
+        src.iter().zip(dst.iter_mut()).for_each(|(s, d)| *d = to_bf16(*s));
+    } else {
+        src.iter().zip(dst.iter_mut()).for_each(|(s, d)| *d = to_bf16(*s * scale));
+    }
 }
 
 /// A right-hand side `[k × n]` in tile layout (see the module docs), zero-padded to whole tiles
 /// and to an even number of column tiles.
 #[derive(Default, Clone)]
 pub struct PackedB {
-    data: Vec<u16>,
+    /// Pair words: the even reduction row's bf16 in the low half, the odd row's in the high half.
+    data: Vec<u32>,
     k: usize,
     n: usize,
     /// Reduction tiles per column tile.
@@ -136,15 +141,42 @@ impl PackedB {
         let kts = k.div_ceil(DEPTH);
         let nts = n.div_ceil(BLOCK) * 2;
         self.data.clear();
-        self.data.resize(kts * nts * TILE_ELEMS, 0);
+        self.data.resize(kts * nts * TILE_WORDS, 0);
         (self.k, self.n, self.kts, self.nts) = (k, n, kts, nts);
-        for i in 0..k {
-            let (kt, pair, half) = (i / DEPTH, (i % DEPTH) / 2, i % 2);
+        let word = |p: usize, j: usize| ((j / TILE) * kts + p / TILE) * TILE_WORDS + (p % TILE) * TILE + j % TILE;
+        let pairs = k.div_ceil(2);
+        if cs == 1 {
+            // Rows contiguous (weights, v): two rows at a time, converted, then interleaved.
+            let (mut lo, mut hi) = (vec![0u16; n], vec![0u16; n]);
+            for p in 0..pairs {
+                // SAFETY: the caller's contract (rows 2p and 2p + 1 < k, n columns each).
+                convert_row(unsafe { std::slice::from_raw_parts(src.add(2 * p * rs), n) }, 1.0, &mut lo);
+                if 2 * p + 1 < k {
+                    convert_row(unsafe { std::slice::from_raw_parts(src.add((2 * p + 1) * rs), n) }, 1.0, &mut hi);
+                } else {
+                    hi.fill(0);
+                }
+                for j in 0..n {
+                    self.data[word(p, j)] = lo[j] as u32 | (hi[j] as u32) << 16;
+                }
+            }
+        } else if rs == 1 {
+            // Columns contiguous (kᵀ read from k's rows): one column at a time.
+            let mut col = vec![0u16; 2 * pairs];
             for j in 0..n {
-                let (nt, col) = (j / TILE, j % TILE);
-                // SAFETY: the caller's contract.
-                let v = unsafe { *src.add(i * rs + j * cs) };
-                self.data[(nt * kts + kt) * TILE_ELEMS + pair * DEPTH + col * 2 + half] = to_bf16(v);
+                // SAFETY: the caller's contract (column j, k rows).
+                convert_row(unsafe { std::slice::from_raw_parts(src.add(j * cs), k) }, 1.0, &mut col);
+                for p in 0..pairs {
+                    self.data[word(p, j)] = col[2 * p] as u32 | (col[2 * p + 1] as u32) << 16;
+                }
+            }
+        } else {
+            for i in 0..k {
+                for j in 0..n {
+                    // SAFETY: the caller's contract.
+                    let v = to_bf16(unsafe { *src.add(i * rs + j * cs) }) as u32;
+                    self.data[word(i / 2, j)] |= v << (16 * (i % 2));
+                }
             }
         }
     }
@@ -162,7 +194,7 @@ impl PackedB {
     #[cfg(test)]
     fn at(&self, i: usize, j: usize) -> f32 {
         let (kt, pair, half, nt, col) = (i / DEPTH, (i % DEPTH) / 2, i % 2, j / TILE, j % TILE);
-        from_bf16(self.data[(nt * self.kts + kt) * TILE_ELEMS + pair * DEPTH + col * 2 + half])
+        from_bf16((self.data[(nt * self.kts + kt) * TILE_WORDS + pair * TILE + col] >> (16 * half)) as u16)
     }
 }
 
@@ -177,9 +209,11 @@ struct PackedA {
 }
 
 impl PackedA {
+    /// `bf16(scale · src)`.
+    ///
     /// # Safety
     /// Rows `src[r·rs .. r·rs + k]`, `r < m`, must lie inside the buffer `src` points into.
-    unsafe fn pack(&mut self, src: *const f32, m: usize, k: usize, rs: usize) {
+    unsafe fn pack(&mut self, src: *const f32, m: usize, k: usize, rs: usize, scale: f32) {
         let stride = k.div_ceil(DEPTH) * DEPTH;
         let rows = m.div_ceil(BLOCK) * BLOCK;
         self.data.resize(rows * stride, 0);
@@ -187,7 +221,7 @@ impl PackedA {
             // SAFETY: the caller's contract.
             let row = unsafe { std::slice::from_raw_parts(src.add(r * rs), k) };
             let d = &mut self.data[r * stride..(r + 1) * stride];
-            convert_row(row, &mut d[..k]);
+            convert_row(row, scale, &mut d[..k]);
             d[k..].fill(0);
         }
         self.data[m * stride..].fill(0);
@@ -200,8 +234,9 @@ thread_local! {
     static LHS: RefCell<PackedA> = RefCell::new(PackedA::default());
 }
 
-/// `dst[i·dst_rs + j] = [dst +] alpha · Σₗ bf16(A[i][l]) · bf16(B[l][j])` for `i < m`, `j < b.n`,
-/// where `A[i][l] = a[i·a_rs + l]` (`l < b.k`), on [`kernel`].
+/// `dst[i·dst_rs + j] = [dst +] Σₗ bf16(alpha · A[i][l]) · bf16(B[l][j])` for `i < m`, `j < b.n`,
+/// where `A[i][l] = a[i·a_rs + l]` (`l < b.k`), on [`kernel`]. (`alpha` scales before rounding:
+/// for a power of two that is the same as scaling the result.)
 ///
 /// # Safety
 /// Every addressed element of `a` and `dst` must lie inside its buffer; `dst` must not overlap `a`.
@@ -223,22 +258,28 @@ unsafe fn matmul_with(kern: Kernel, m: usize, a: *const f32, a_rs: usize, b: &Pa
     LHS.with(|lhs| {
         let mut lhs = lhs.borrow_mut();
         // SAFETY: the caller's contract.
-        unsafe { lhs.pack(a, m, b.k, a_rs) };
+        unsafe { lhs.pack(a, m, b.k, a_rs, alpha) };
         let lhs = &*lhs;
         let mut scratch = Scratch([0.0; BLOCK * BLOCK]);
         #[cfg(target_arch = "x86_64")]
         if kern == Kernel::Amx {
-            // SAFETY: AMX is usable (`kernel`/`available` checked it) and the tile config is set
-            // for this thread right here.
+            // SAFETY: AMX is usable (`kernel`/`available` checked it).
             unsafe { x86::amx_configure() };
         }
         for r0 in (0..m).step_by(BLOCK) {
             for nt in (0..b.nts).step_by(2) {
                 let c = &mut scratch.0;
+                #[cfg(target_arch = "x86_64")]
+                if kern == Kernel::Amx && !accumulate && r0 + BLOCK <= m && (nt + 2) * TILE <= b.n {
+                    // A whole block inside `dst`: the tiles are stored there directly.
+                    // SAFETY: as below; rows r0..r0 + 32 and columns nt·16..nt·16 + 32 lie in `dst`.
+                    unsafe { x86::amx_block(lhs, r0, b, nt, dst.add(r0 * dst_rs + nt * TILE), dst_rs) };
+                    continue;
+                }
                 match kern {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: the packed buffers hold whole 32-row blocks and whole tile pairs.
-                    Kernel::Amx => unsafe { x86::amx_block(lhs, r0, b, nt, c) },
+                    Kernel::Amx => unsafe { x86::amx_block(lhs, r0, b, nt, c.as_mut_ptr(), BLOCK) },
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: as above; the CPU has AVX-512 BF16.
                     Kernel::Avx512 => unsafe { x86::avx512_block(lhs, r0, b, nt, c) },
@@ -251,17 +292,12 @@ unsafe fn matmul_with(kern: Kernel, m: usize, a: *const f32, a_rs: usize, b: &Pa
                     let out = unsafe { std::slice::from_raw_parts_mut(dst.add((r0 + r) * dst_rs + nt * TILE), cols) };
                     let src = &c[r * BLOCK..r * BLOCK + cols];
                     if accumulate {
-                        out.iter_mut().zip(src).for_each(|(o, s)| *o += alpha * s);
+                        out.iter_mut().zip(src).for_each(|(o, s)| *o += s);
                     } else {
-                        out.iter_mut().zip(src).for_each(|(o, s)| *o = alpha * s);
+                        out.copy_from_slice(src);
                     }
                 }
             }
-        }
-        #[cfg(target_arch = "x86_64")]
-        if kern == Kernel::Amx {
-            // SAFETY: releases the tile state configured above.
-            unsafe { x86::amx_release() };
         }
     });
 }
@@ -278,10 +314,11 @@ fn scalar_block(a: &PackedA, r0: usize, b: &PackedB, nt: usize, c: &mut [f32; BL
             let (t, col) = (nt + j / TILE, j % TILE);
             let mut acc = 0f32;
             for kt in 0..b.kts {
-                let tile = &b.data[(t * b.kts + kt) * TILE_ELEMS..(t * b.kts + kt + 1) * TILE_ELEMS];
+                let tile = &b.data[(t * b.kts + kt) * TILE_WORDS..(t * b.kts + kt + 1) * TILE_WORDS];
                 for pair in 0..TILE {
                     let l = kt * DEPTH + 2 * pair;
-                    acc += from_bf16(row[l]) * from_bf16(tile[pair * DEPTH + col * 2]) + from_bf16(row[l + 1]) * from_bf16(tile[pair * DEPTH + col * 2 + 1]);
+                    let wd = tile[pair * TILE + col];
+                    acc += from_bf16(row[l]) * from_bf16(wd as u16) + from_bf16(row[l + 1]) * from_bf16((wd >> 16) as u16);
                 }
             }
             c[r * BLOCK + j] = acc;
@@ -295,7 +332,7 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::sync::OnceLock;
 
-    use super::{BLOCK, DEPTH, PackedA, PackedB, TILE, TILE_ELEMS};
+    use super::{BLOCK, DEPTH, PackedA, PackedB, TILE, TILE_WORDS};
 
     pub fn avx512_bf16() -> bool {
         std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16")
@@ -346,12 +383,22 @@ mod x86 {
     #[repr(C, align(64))]
     struct TileConfig([u8; 64]);
 
+    thread_local! {
+        /// Whether this thread's tile configuration is set (it stays set: the configuration is
+        /// the same for every product, and nothing else here uses the tiles).
+        static CONFIGURED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     /// Palette 1, all eight tiles 16 rows × 64 bytes: tmm0–3 the 2 × 2 f32 accumulators,
-    /// tmm4–5 two left tiles, tmm6–7 two right tiles.
+    /// tmm4–5 two left tiles, tmm6–7 two right tiles — set once per thread.
     ///
     /// # Safety
     /// AMX must be usable ([`amx_usable`]).
     pub unsafe fn amx_configure() {
+        if CONFIGURED.get() {
+            return;
+        }
+        CONFIGURED.set(true);
         let mut cfg = TileConfig([0; 64]);
         cfg.0[0] = 1;
         for t in 0..8 {
@@ -362,28 +409,22 @@ mod x86 {
         unsafe { asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly)) };
     }
 
-    /// # Safety
-    /// After [`amx_configure`] on this thread.
-    pub unsafe fn amx_release() {
-        // SAFETY: the caller's contract.
-        unsafe { asm!("tilerelease", options(nostack, nomem)) };
-    }
-
-    /// One 32 × 32 output block: rows `r0..r0 + 32` of `a` by column tiles `nt, nt + 1` of `b`.
+    /// One 32 × 32 output block: rows `r0..r0 + 32` of `a` by column tiles `nt, nt + 1` of `b`,
+    /// stored at `c` with row stride `c_rs` (f32 elements).
     ///
     /// # Safety
     /// Tiles configured on this thread; `a` holds rows up to `r0 + 32`, `b` column tiles up to
-    /// `nt + 1`, both with `b.kts` reduction tiles.
-    pub unsafe fn amx_block(a: &PackedA, r0: usize, b: &PackedB, nt: usize, c: &mut [f32; BLOCK * BLOCK]) {
+    /// `nt + 1`, both with `b.kts` reduction tiles; `c` addresses 32 rows of 32 writable floats.
+    pub unsafe fn amx_block(a: &PackedA, r0: usize, b: &PackedB, nt: usize, c: *mut f32, c_rs: usize) {
         let sa = a.stride * 2;
-        debug_assert!(a.data.len() >= (r0 + BLOCK) * a.stride && b.data.len() >= (nt + 2) * b.kts * TILE_ELEMS);
+        debug_assert!(a.data.len() >= (r0 + BLOCK) * a.stride && b.data.len() >= (nt + 2) * b.kts * TILE_WORDS);
         // SAFETY: the caller's contract bounds every tile load (16 rows of 64 bytes at the given
         // strides) and the 32 × 32 store.
         unsafe {
             let a0 = a.data.as_ptr().add(r0 * a.stride);
             let a1 = a0.add(TILE * a.stride);
-            let b0 = b.data.as_ptr().add(nt * b.kts * TILE_ELEMS);
-            let b1 = b0.add(b.kts * TILE_ELEMS);
+            let b0 = b.data.as_ptr().add(nt * b.kts * TILE_WORDS);
+            let b1 = b0.add(b.kts * TILE_WORDS);
             asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
             for kt in 0..b.kts {
                 asm!(
@@ -398,13 +439,13 @@ mod x86 {
                     a0 = in(reg) a0.add(kt * DEPTH),
                     a1 = in(reg) a1.add(kt * DEPTH),
                     sa = in(reg) sa,
-                    b0 = in(reg) b0.add(kt * TILE_ELEMS),
-                    b1 = in(reg) b1.add(kt * TILE_ELEMS),
+                    b0 = in(reg) b0.add(kt * TILE_WORDS),
+                    b1 = in(reg) b1.add(kt * TILE_WORDS),
                     sb = in(reg) 64usize,
                     options(nostack, readonly),
                 );
             }
-            let cp = c.as_mut_ptr();
+            let cp = c;
             asm!(
                 "tilestored [{c0} + {s}*1], tmm0",
                 "tilestored [{c1} + {s}*1], tmm1",
@@ -412,9 +453,9 @@ mod x86 {
                 "tilestored [{c3} + {s}*1], tmm3",
                 c0 = in(reg) cp,
                 c1 = in(reg) cp.add(TILE),
-                c2 = in(reg) cp.add(TILE * BLOCK),
-                c3 = in(reg) cp.add(TILE * BLOCK + TILE),
-                s = in(reg) BLOCK * 4,
+                c2 = in(reg) cp.add(TILE * c_rs),
+                c3 = in(reg) cp.add(TILE * c_rs + TILE),
+                s = in(reg) c_rs * 4,
                 options(nostack),
             );
         }
@@ -426,17 +467,17 @@ mod x86 {
     /// The CPU has AVX-512 F and BF16; bounds as [`amx_block`].
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub unsafe fn avx512_block(a: &PackedA, r0: usize, b: &PackedB, nt: usize, c: &mut [f32; BLOCK * BLOCK]) {
-        debug_assert!(a.data.len() >= (r0 + BLOCK) * a.stride && b.data.len() >= (nt + 2) * b.kts * TILE_ELEMS);
+        debug_assert!(a.data.len() >= (r0 + BLOCK) * a.stride && b.data.len() >= (nt + 2) * b.kts * TILE_WORDS);
         // SAFETY: the caller's contract bounds every load and store.
         unsafe {
-            let b0 = b.data.as_ptr().add(nt * b.kts * TILE_ELEMS);
-            let b1 = b0.add(b.kts * TILE_ELEMS);
+            let b0 = b.data.as_ptr().add(nt * b.kts * TILE_WORDS);
+            let b1 = b0.add(b.kts * TILE_WORDS);
             for rb in (0..BLOCK).step_by(8) {
                 let a_rows: [*const u16; 8] = std::array::from_fn(|r| a.data.as_ptr().add((r0 + rb + r) * a.stride));
                 let mut acc = [_mm512_setzero_ps(); 16];
                 for kt in 0..b.kts {
                     for pair in 0..TILE {
-                        let off = kt * TILE_ELEMS + pair * DEPTH;
+                        let off = kt * TILE_WORDS + pair * TILE;
                         let v0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b0.add(off) as *const _));
                         let v1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b1.add(off) as *const _));
                         let l = kt * DEPTH + 2 * pair;
@@ -467,25 +508,27 @@ mod x86 {
         }
     }
 
-    /// f32 → bf16 with `VCVTNEPS2BF16`, 16 at a time; the tail through the same rounding.
+    /// `scale · src` → bf16 with `VCVTNEPS2BF16`, 16 at a time; the tail through the same
+    /// rounding.
     ///
     /// # Safety
     /// The CPU has AVX-512 F and BF16; `dst.len() >= src.len()`.
     #[target_feature(enable = "avx512f,avx512bf16")]
-    pub unsafe fn convert_row(src: &[f32], dst: &mut [u16]) {
+    pub unsafe fn convert_row(src: &[f32], scale: f32, dst: &mut [u16]) {
         let n = src.len();
         let mut i = 0;
+        let sv = _mm512_set1_ps(scale);
         // SAFETY: i + 16 <= n for every vector access; dst is at least as long.
         unsafe {
             while i + 16 <= n {
-                let v = _mm512_loadu_ps(src.as_ptr().add(i));
+                let v = _mm512_mul_ps(_mm512_loadu_ps(src.as_ptr().add(i)), sv);
                 let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
                 _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, h);
                 i += 16;
             }
         }
         for j in i..n {
-            dst[j] = super::to_bf16(src[j]);
+            dst[j] = super::to_bf16(src[j] * scale);
         }
     }
 }
@@ -516,7 +559,7 @@ mod tests {
     fn vector_and_scalar_conversions_agree() {
         let src: Vec<f32> = (0..53).map(|i| (i as f32 * 0.731).sin() * 10f32.powi(i % 7 - 3)).chain([f32::INFINITY, -0.0, 1e-40, 1.0 + 1.0 / 256.0]).collect();
         let mut dst = vec![0u16; src.len()];
-        convert_row(&src, &mut dst);
+        convert_row(&src, 1.0, &mut dst);
         for (s, d) in src.iter().zip(&dst) {
             assert_eq!(*d, to_bf16(*s), "{s}");
         }
@@ -539,7 +582,19 @@ mod tests {
         }
         // Everything else is zero padding.
         let nonzero = src.iter().filter(|&&v| to_bf16(v) & 0x7fff != 0).count();
-        assert_eq!(p.data.iter().filter(|&&v| v & 0x7fff != 0).count(), nonzero);
+        let halves = p.data.iter().flat_map(|w| [*w as u16, (*w >> 16) as u16]);
+        assert_eq!(halves.filter(|&v| v & 0x7fff != 0).count(), nonzero);
+        // Neither rows nor columns contiguous (the element-wise path): the same tiles.
+        let mut spread = vec![9.0f32; 12 * k * n];
+        for i in 0..k {
+            for j in 0..n {
+                spread[12 * n * i + 6 * j] = src[i * n + j];
+            }
+        }
+        let mut q = PackedB::default();
+        // SAFETY: element (i, j) at 12n·i + 6j < 12·k·n.
+        unsafe { q.pack(spread.as_ptr(), k, n, 12 * n, 6) };
+        assert_eq!(q.data, p.data);
     }
 
     /// Every kernel this CPU has, against an f64 sum of the same bf16 products, on shapes with
@@ -583,8 +638,17 @@ mod tests {
                 let mut fresh = init.clone();
                 // SAFETY: as above.
                 unsafe { matmul_with(kern, m, a.as_ptr(), a_rs, &b, fresh.as_mut_ptr(), dst_rs, false, 1.0) };
-                let d = (fresh[0] - 2.0 * (exact[0] - init[0])).abs();
-                assert!(d <= 1e-5 * k as f32, "{kern:?}: overwrite {d}");
+                for i in 0..m {
+                    for j in 0..dst_rs {
+                        let got = fresh[i * dst_rs + j];
+                        if j >= n {
+                            assert_eq!(got, init[i * dst_rs + j], "{kern:?} wrote outside the columns");
+                        } else {
+                            let d = (got - 2.0 * (exact[i * dst_rs + j] - init[i * dst_rs + j])).abs();
+                            assert!(d <= 1e-5 * k as f32, "{kern:?} {m}×{n}×{k} ({i},{j}): overwrite off by {d}");
+                        }
+                    }
+                }
             }
         }
     }

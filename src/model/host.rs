@@ -72,10 +72,10 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::SeqCst)
 }
 
-/// How the status bar and the CLI name this path: "host kernels (AVX2)" or "(scalar)", and with
-/// bf16 the kernel of its products ("host kernels (AVX2) · bf16 (AMX)").
+/// How the status bar and the CLI name this path: "host kernels (AVX-512)", "(AVX2)" or
+/// "(scalar)", and with bf16 the kernel of its products ("host kernels (AVX-512) · bf16 (AMX)").
 pub fn label() -> String {
-    let base = format!("host kernels ({})", if super::kernels::vectorised() { "AVX2" } else { "scalar" });
+    let base = format!("host kernels ({})", super::kernels::instruction_set());
     match precision() {
         Precision::F32 => base,
         Precision::Bf16 => format!("{base} · bf16 ({})", bf16::kernel().name()),

@@ -35,6 +35,30 @@ pub fn vectorised() -> bool {
     }
 }
 
+/// True when the AVX-512 versions of the softmax exponentials and GELU are used (they take most
+/// of the element-wise time; the other kernels stay AVX2).
+pub fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        vectorised() && std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// How the status bar names the element-wise kernels: "AVX-512", "AVX2" or "scalar".
+pub fn instruction_set() -> &'static str {
+    if avx512() {
+        "AVX-512"
+    } else if vectorised() {
+        "AVX2"
+    } else {
+        "scalar"
+    }
+}
+
 /// Scalar `exp` with the same scheme as the vector one.
 #[inline]
 fn exp_scalar(x: f32) -> f32 {
@@ -57,6 +81,11 @@ fn exp_scalar(x: f32) -> f32 {
 /// can normalise something smaller than the row (attention scales its 64-wide output instead).
 pub fn exp_shifted_row(row: &mut [f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU has AVX-512 F (checked above).
+        return unsafe { avx512::exp_shifted_row(row) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if vectorised() {
         // SAFETY: the CPU has AVX2 and FMA (checked above).
         return unsafe { avx::exp_shifted_row(row) };
@@ -68,6 +97,12 @@ pub fn exp_shifted_row(row: &mut [f32]) -> f32 {
 /// projection that produced `src` is added here rather than in a pass of its own).
 pub fn gelu_tanh(src: &[f32], bias: &[f32], dst: &mut [f32]) {
     assert!(src.len() == dst.len() && bias.len() == dst.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: AVX-512 F checked; lengths equal.
+        unsafe { avx512::gelu_tanh(src, bias, dst) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if vectorised() {
         // SAFETY: AVX2 and FMA checked; lengths equal.
@@ -355,6 +390,97 @@ mod avx {
     }
 }
 
+/// The softmax exponentials and GELU on 16 lanes: the same scheme lane for lane as [`avx`] (bit
+/// for bit per element; sums differ in order), with `rcp14` in GELU's division.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::*;
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn exp16(x: __m512) -> __m512 {
+        // Zero below EXP_LO (NaN lanes kept, they propagate), clamp above EXP_HI (operand order
+        // makes `min`/`max` return a NaN input rather than the bound).
+        let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(EXP_LO));
+        let x = _mm512_min_ps(_mm512_set1_ps(EXP_HI), _mm512_max_ps(_mm512_set1_ps(EXP_LO), x));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+        let mut p = _mm512_set1_ps(EXP_P[0]);
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P[1]));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P[2]));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P[3]));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P[4]));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P[5]));
+        let y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+        let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
+        _mm512_maskz_mov_ps(keep, _mm512_mul_ps(y, _mm512_castsi512_ps(bits)))
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn exp_shifted_row(row: &mut [f32]) -> f32 {
+        let n = row.len();
+        let body = n / 16 * 16;
+        let p = row.as_mut_ptr();
+        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+        for i in (0..body).step_by(16) {
+            // SAFETY: i + 16 ≤ body ≤ n.
+            vmax = _mm512_max_ps(vmax, unsafe { _mm512_loadu_ps(p.add(i)) });
+        }
+        let mut max = _mm512_reduce_max_ps(vmax);
+        for &v in &row[body..] {
+            max = max.max(v);
+        }
+        let vm = _mm512_set1_ps(max);
+        let mut vsum = _mm512_setzero_ps();
+        for i in (0..body).step_by(16) {
+            // SAFETY: as above.
+            unsafe {
+                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), vm));
+                _mm512_storeu_ps(p.add(i), e);
+                vsum = _mm512_add_ps(vsum, e);
+            }
+        }
+        let mut sum = _mm512_reduce_add_ps(vsum);
+        for v in &mut row[body..] {
+            *v = exp_scalar(*v - max);
+            sum += *v;
+        }
+        sum
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512 F; `src`, `bias` and `dst` have the same length.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gelu_tanh(src: &[f32], bias: &[f32], dst: &mut [f32]) {
+        let n = src.len();
+        let body = n / 16 * 16;
+        let (s, bp, d) = (src.as_ptr(), bias.as_ptr(), dst.as_mut_ptr());
+        let (c, a, one) = (_mm512_set1_ps(-GELU_2C), _mm512_set1_ps(GELU_A), _mm512_set1_ps(1.0));
+        for i in (0..body).step_by(16) {
+            // SAFETY: i + 16 ≤ body ≤ n for all slices.
+            unsafe {
+                let x = _mm512_add_ps(_mm512_loadu_ps(s.add(i)), _mm512_loadu_ps(bp.add(i)));
+                let x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+                let neg_u = _mm512_mul_ps(c, _mm512_fmadd_ps(a, x3, x));
+                let den = _mm512_add_ps(one, exp16(neg_u));
+                let r = _mm512_rcp14_ps(den);
+                let r = _mm512_mul_ps(r, _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0)));
+                _mm512_storeu_ps(d.add(i), _mm512_mul_ps(x, r));
+            }
+        }
+        for i in body..n {
+            let x = src[i] + bias[i];
+            let u = GELU_2C * (x + GELU_A * x * x * x);
+            dst[i] = x / (1.0 + exp_scalar(-u));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +548,31 @@ mod tests {
         gated_residual(&mut a, &sh, &s1, &cs);
         scalar::gated_residual(&mut b, &sh, &s1, &cs);
         assert!(near(&a, &b, 1e-6), "gated residual");
+    }
+
+    /// On a machine with AVX-512 the dispatched test above checks those versions; this one checks
+    /// the AVX2 versions against them (same exponentials bit for bit, sums and GELU within 1e-6).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx2_and_avx512_versions_agree() {
+        if !avx512() {
+            eprintln!("no AVX-512 on this CPU: the dispatched test covers the AVX2 versions");
+            return;
+        }
+        let xs: Vec<f32> = (0..259).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.11).chain([-100.0, 90.0]).collect();
+        let (mut a, mut b) = (xs.clone(), xs.clone());
+        // SAFETY: the CPU has AVX-512 F, hence AVX2 and FMA (`avx512` checks both).
+        let (sa, sb) = unsafe { (avx::exp_shifted_row(&mut a), avx512::exp_shifted_row(&mut b)) };
+        assert_eq!(a, b, "exponentials");
+        assert!((sa - sb).abs() <= 1e-6 * sa, "sums {sa} {sb}");
+        let bias: Vec<f32> = (0..xs.len()).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
+        let (mut a, mut b) = (vec![0f32; xs.len()], vec![0f32; xs.len()]);
+        // SAFETY: as above; equal lengths.
+        unsafe {
+            avx::gelu_tanh(&xs, &bias, &mut a);
+            avx512::gelu_tanh(&xs, &bias, &mut b);
+        }
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-6 * y.abs().max(1.0)), "gelu");
     }
 
     #[test]
