@@ -1,17 +1,20 @@
 //! `bench --what generator` (the timing anchor's shape, burn path vs host path, reruns from every
-//! stage) and `bench --what flow-steps` (what fewer structure flow steps cost on a model).
+//! stage), `bench --what flow-steps` (what fewer structure flow steps cost on a model) and
+//! `bench --what precision` (what bf16 products change on a model).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 
 use nvg_studio::backend::BackendChoice;
 use nvg_studio::granularity::GranularitySequence;
 use nvg_studio::model::generator::GeneratorConfig;
+use nvg_studio::model::bf16;
+use nvg_studio::model::host::{HostGenerator, Precision};
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
-use nvg_studio::pipeline::load_bundle;
-use nvg_studio::sampler::{ImageJob, SamplerSettings, sample};
+use nvg_studio::pipeline::{Bundle, load_bundle};
+use nvg_studio::sampler::{ImageJob, SamplerSettings, sample, sample_with};
 
 use crate::{median, pick_backend};
 
@@ -118,6 +121,78 @@ pub fn generator(choice: BackendChoice, reps: usize, flow_steps: usize) -> Resul
     Ok(())
 }
 
+/// One generation of a comparison: the sequence, the decoded image and the time it took.
+struct Run {
+    seq: GranularitySequence,
+    img: Vec<f32>,
+    secs: f64,
+}
+
+/// Generates `seed` (class `seed·7 mod classes`) with `steps` flow steps and greedy content on the
+/// given host path (or the bundle's).
+fn run_one(bundle: &Bundle, host: Option<&HostGenerator>, steps: usize, seed: u64) -> Result<Run> {
+    let settings = SamplerSettings { flow_steps: steps, top_k: 1, top_p: None, ..SamplerSettings::default() };
+    let job = ImageJob::new((seed as usize * 7) % bundle.class_names.len(), seed);
+    let t = Instant::now();
+    let host = host.or(bundle.host.as_ref());
+    let out = sample_with(&bundle.generator, host, &bundle.tokenizer, bundle.tcfg.phi_weight, &[job], &settings, &mut |_| true, &|| false)?;
+    let img = bundle.tokenizer.decode(out.canvas).into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+    Ok(Run { seq: out.sequences[0].clone(), img, secs: t.elapsed().as_secs_f64() })
+}
+
+/// One table row: time per image, stage-1 and last-stage label agreement with `reference`,
+/// identical images, PSNR of the others.
+fn agreement_row(label: &str, runs: &[Run], reference: &[Run]) -> String {
+    let (mut t, mut a1, mut al, mut sq, mut px, mut same) = (0.0, 0.0, 0.0, 0.0, 0usize, 0usize);
+    for (r, rref) in runs.iter().zip(reference) {
+        let last = r.seq.stages.len() - 1;
+        let agree = |s: usize| {
+            let (x, y) = (&r.seq.stages[s].structure, &rref.seq.stages[s].structure);
+            x.iter().zip(y).filter(|(a, b)| a == b).count() as f64 / x.len() as f64
+        };
+        t += r.secs;
+        a1 += agree(1);
+        al += agree(last);
+        let err = r.img.iter().zip(&rref.img).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>();
+        if err == 0.0 {
+            same += 1;
+        } else {
+            sq += err;
+            px += r.img.len();
+        }
+    }
+    let n = runs.len() as f64;
+    // Images are in [-1, 1]: peak-to-peak 2. PSNR over the pixels of the seeds that differ.
+    let psnr = if px == 0 { "—".to_string() } else { format!("{:.1} dB", 10.0 * (4.0 / (sq / px as f64)).log10()) };
+    format!("| {label} | {:.2} s | {:.1} % | {:.1} % | {same} of {} | {psnr} |", t / n, 100.0 * a1 / n, 100.0 * al / n, runs.len())
+}
+
+/// What bf16 products change: each seed generated in f32 (the reference) and in bf16 on the same
+/// model, 25 flow steps, greedy content; and, for scale, f32 runs of other seeds (same classes)
+/// against the reference — what "a different image" measures.
+pub fn precision(choice: BackendChoice, model: PathBuf, seeds: usize) -> Result<()> {
+    let b = pick_backend(choice)?;
+    if !b.is_cpu {
+        bail!("--what precision compares the CPU host path's f32 and bf16 products: use --backend cpu");
+    }
+    let bundle = load_bundle(&model, &b.device).map_err(|e| anyhow!("{e}"))?;
+    let f32_host = HostGenerator::with_precision(&bundle.generator, Precision::F32);
+    let bf16_host = HostGenerator::with_precision(&bundle.generator, Precision::Bf16);
+    let seeds: Vec<u64> = (1..=seeds.max(1) as u64).collect();
+    let classes = bundle.class_names.len() as u64;
+    let reference: Vec<Run> = seeds.iter().map(|&s| run_one(&bundle, Some(&f32_host), 25, s)).collect::<Result<_>>()?;
+    let bf16_runs: Vec<Run> = seeds.iter().map(|&s| run_one(&bundle, Some(&bf16_host), 25, s)).collect::<Result<_>>()?;
+    // Seed s + classes·1000 has the same class as s (classes are seed·7 mod classes).
+    let other: Vec<Run> = seeds.iter().map(|&s| run_one(&bundle, Some(&f32_host), 25, s + classes * 1000)).collect::<Result<_>>()?;
+    println!("precision bench: model {}, {} seeds, 25 flow steps, greedy content, reference f32; bf16 products on {}", model.display(), seeds.len(), bf16::kernel().name());
+    println!("| run | time per image | stage-1 labels = f32 | last-stage labels = f32 | identical final images | PSNR of the others vs f32 |");
+    println!("|---|---|---|---|---|---|");
+    println!("{}", agreement_row("f32 (reference)", &reference, &reference));
+    println!("{}", agreement_row("bf16, same seed", &bf16_runs, &reference));
+    println!("{}", agreement_row("f32, another seed of the same class", &other, &reference));
+    Ok(())
+}
+
 /// What fewer structure flow steps cost: each seed is generated with 25 steps (the reference) and
 /// with fewer; content is greedy (top-k 1, CFG as default) so only the flow integration differs.
 /// Reports per step count: time per image, the share of positions whose stage-1 and last-stage
@@ -125,46 +200,14 @@ pub fn generator(choice: BackendChoice, reps: usize, flow_steps: usize) -> Resul
 pub fn flow_steps(choice: BackendChoice, model: PathBuf, seeds: usize) -> Result<()> {
     let b = pick_backend(choice)?;
     let bundle = load_bundle(&model, &b.device).map_err(|e| anyhow!("{e}"))?;
-    let tok = &bundle.tokenizer;
-    let classes = bundle.class_names.len();
-    let last = bundle.gcfg.num_stages() - 1;
-    let run = |steps: usize, seed: u64| -> Result<(GranularitySequence, Vec<f32>, f64)> {
-        let settings = SamplerSettings { flow_steps: steps, top_k: 1, top_p: None, ..SamplerSettings::default() };
-        let job = ImageJob::new((seed as usize * 7) % classes, seed);
-        let t = Instant::now();
-        let out = bundle.sample(&[job], &settings, &mut |_| true, &|| false)?;
-        let img = tok.decode(out.canvas).into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?;
-        Ok((out.sequences[0].clone(), img, t.elapsed().as_secs_f64()))
-    };
     let seeds: Vec<u64> = (1..=seeds.max(1) as u64).collect();
-    let reference: Vec<_> = seeds.iter().map(|&s| run(25, s)).collect::<Result<_>>()?;
+    let reference: Vec<Run> = seeds.iter().map(|&s| run_one(&bundle, None, 25, s)).collect::<Result<_>>()?;
     println!("flow-steps bench: model {}, {} seeds, greedy content, reference 25 steps", model.display(), seeds.len());
     println!("| flow steps | time per image | stage-1 labels = reference | last-stage labels = reference | identical final images | PSNR of the others vs reference |");
     println!("|---|---|---|---|---|---|");
     for steps in [25usize, 10, 5, 3, 1] {
-        let (mut t, mut a1, mut al, mut sq, mut px, mut same) = (0.0, 0.0, 0.0, 0.0, 0usize, 0usize);
-        for (i, &seed) in seeds.iter().enumerate() {
-            let (seq, img, secs) = run(steps, seed)?;
-            let (rseq, rimg, _) = &reference[i];
-            let agree = |s: usize| {
-                let (x, y) = (&seq.stages[s].structure, &rseq.stages[s].structure);
-                x.iter().zip(y).filter(|(a, b)| a == b).count() as f64 / x.len() as f64
-            };
-            t += secs;
-            a1 += agree(1);
-            al += agree(last);
-            let err = img.iter().zip(rimg).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>();
-            if err == 0.0 {
-                same += 1;
-            } else {
-                sq += err;
-                px += img.len();
-            }
-        }
-        let n = seeds.len() as f64;
-        // Images are in [-1, 1]: peak-to-peak 2. PSNR over the pixels of the seeds that differ.
-        let psnr = if px == 0 { "—".to_string() } else { format!("{:.1} dB", 10.0 * (4.0 / (sq / px as f64)).log10()) };
-        println!("| {steps} | {:.2} s | {:.1} % | {:.1} % | {same} of {} | {psnr} |", t / n, 100.0 * a1 / n, 100.0 * al / n, seeds.len());
+        let runs: Vec<Run> = seeds.iter().map(|&s| run_one(&bundle, None, steps, s)).collect::<Result<_>>()?;
+        println!("{}", agreement_row(&steps.to_string(), &runs, &reference));
     }
     Ok(())
 }

@@ -285,6 +285,7 @@ enum Command {
         /// worker runs, edit → first updated thumbnail, memory after many edits; on the bundled
         /// model or --model, with the editor's 10 flow steps unless --flow-steps is given), or
         /// flow-steps (what fewer structure flow steps change, against 25, over --reps seeds), or
+        /// precision (what bf16 products change against f32, over --reps seeds, CPU), or
         /// config (training and generation cost of the candidate bundled configurations).
         #[arg(long, default_value = "all")]
         what: String,
@@ -508,6 +509,7 @@ fn run(cli: Cli) -> Result<()> {
                 bench_generator::generator(cli.backend, reps, flow_steps.unwrap_or(25))
             }
             "flow-steps" => bench_generator::flow_steps(cli.backend, model.unwrap_or_else(default_model_dir), reps),
+            "precision" => bench_generator::precision(cli.backend, model.unwrap_or_else(default_model_dir), reps),
             "editor" => nvg_studio::app::bench::bench_editor(
                 model.unwrap_or_else(default_model_dir),
                 cli.backend,
@@ -516,7 +518,7 @@ fn run(cli: Cli) -> Result<()> {
             )
             .map_err(|e| anyhow::anyhow!("editor bench: {e}")),
             "config" => bench_config::bench_config(&pick_backend(cli.backend)?, reps),
-            other => bail!("--what {other}: expected tokenizer, generator, all, editor, flow-steps or config"),
+            other => bail!("--what {other}: expected tokenizer, generator, all, editor, flow-steps, precision or config"),
         },
         Some(Command::Eval(a)) => cli_eval::eval(a, &pick_backend(cli.backend)?),
         Some(Command::EvalSwap(a)) => cli_eval::eval_swap(a, &pick_backend(cli.backend)?),
