@@ -14,7 +14,7 @@ use nvg_studio::model::bf16;
 use nvg_studio::model::host::{HostGenerator, Precision};
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
 use nvg_studio::pipeline::{Bundle, load_bundle};
-use nvg_studio::sampler::{ImageJob, SamplerSettings, sample, sample_with};
+use nvg_studio::sampler::{ImageJob, SamplerSettings, sample_with};
 
 use crate::{median, pick_backend};
 
@@ -80,9 +80,10 @@ pub fn generator(choice: BackendChoice, reps: usize, flow_steps: usize) -> Resul
     let t_struct_host = time(&mut || {
         std::hint::black_box(host.structure_velocity(&prep, &z_host, 0.5));
     });
+    // Generations reuse the loaded model's host copy, as the editor and the CLI do (`Bundle`).
     let mut last = None;
     let mut full = || {
-        let out = sample(&g, &tok, 0.5, &[ImageJob::new(3, 1)], &settings, &mut |_| true, &|| false).expect("sample");
+        let out = sample_with(&g, Some(&host), &tok, 0.5, &[ImageJob::new(3, 1)], &settings, &mut |_| true, &|| false).expect("sample");
         let img = tok.decode(out.canvas.clone());
         std::hint::black_box(img.into_data());
         last = Some(out.sequences[0].clone());
@@ -108,7 +109,7 @@ pub fn generator(choice: BackendChoice, reps: usize, flow_steps: usize) -> Resul
         job.previous = Some(prev.clone());
         job.resume_from = k;
         let t = time(&mut || {
-            let out = sample(&g, &tok, 0.5, std::slice::from_ref(&job), &settings, &mut |_| true, &|| false).expect("sample");
+            let out = sample_with(&g, Some(&host), &tok, 0.5, std::slice::from_ref(&job), &settings, &mut |_| true, &|| false).expect("sample");
             std::hint::black_box(tok.decode(out.canvas).into_data());
         });
         println!("rerun from stage {k} + decode: median {:.3} s", t);

@@ -201,14 +201,36 @@ impl PackedB {
 /// A left-hand side `[m × k]` in bf16, rows padded to whole 32-row blocks and the reduction to
 /// whole tiles (zeros).
 #[derive(Default)]
-struct PackedA {
+pub struct PackedA {
     data: Vec<u16>,
     m: usize,
+    k: usize,
     /// Row stride (elements) = reduction tiles · 32.
     stride: usize,
 }
 
 impl PackedA {
+    /// Sizes this buffer for `[m × k]` with zero padding, for a producer that writes the rows
+    /// itself ([`Self::row_mut`]); the rows' contents are left to it.
+    pub fn reset(&mut self, m: usize, k: usize) {
+        let stride = k.div_ceil(DEPTH) * DEPTH;
+        let rows = m.div_ceil(BLOCK) * BLOCK;
+        self.data.resize(rows * stride, 0);
+        if stride > k {
+            for r in 0..m {
+                self.data[r * stride + k..(r + 1) * stride].fill(0);
+            }
+        }
+        self.data[m * stride..].fill(0);
+        (self.m, self.k, self.stride) = (m, k, stride);
+    }
+
+    /// Row `r`'s `k` entries.
+    pub fn row_mut(&mut self, r: usize) -> &mut [u16] {
+        assert!(r < self.m, "PackedA: row {r} of {}", self.m);
+        &mut self.data[r * self.stride..r * self.stride + self.k]
+    }
+
     /// `bf16(scale · src)`.
     ///
     /// # Safety
@@ -225,7 +247,7 @@ impl PackedA {
             d[k..].fill(0);
         }
         self.data[m * stride..].fill(0);
-        (self.m, self.stride) = (m, stride);
+        (self.m, self.k, self.stride) = (m, k, stride);
     }
 }
 
@@ -259,7 +281,32 @@ unsafe fn matmul_with(kern: Kernel, m: usize, a: *const f32, a_rs: usize, b: &Pa
         let mut lhs = lhs.borrow_mut();
         // SAFETY: the caller's contract.
         unsafe { lhs.pack(a, m, b.k, a_rs, alpha) };
-        let lhs = &*lhs;
+        // SAFETY: the caller's contract for `dst`.
+        unsafe { matmul_packed_with(kern, &lhs, b, dst, dst_rs, accumulate) }
+    });
+}
+
+/// `dst[i·dst_rs + j] = [dst +] Σₗ A[i][l] · bf16(B[l][j])` for a left-hand side already in bf16
+/// (`a.k` must equal `b.k`), on [`kernel`].
+///
+/// # Safety
+/// Rows `i < a.m`, columns `j < b.n` of `dst` at row stride `dst_rs` must lie inside its buffer.
+pub unsafe fn matmul_packed(a: &PackedA, b: &PackedB, dst: *mut f32, dst_rs: usize, accumulate: bool) {
+    // SAFETY: the caller's contract.
+    unsafe { matmul_packed_with(kernel(), a, b, dst, dst_rs, accumulate) }
+}
+
+/// [`matmul_packed`] on a chosen kernel (which the CPU must have).
+///
+/// # Safety
+/// As [`matmul_packed`].
+unsafe fn matmul_packed_with(kern: Kernel, lhs: &PackedA, b: &PackedB, dst: *mut f32, dst_rs: usize, accumulate: bool) {
+    assert_eq!(lhs.k, b.k, "bf16 matmul: the left side has {} columns, the right side {} rows", lhs.k, b.k);
+    let m = lhs.m;
+    if m == 0 || b.n == 0 {
+        return;
+    }
+    {
         let mut scratch = Scratch([0.0; BLOCK * BLOCK]);
         #[cfg(target_arch = "x86_64")]
         if kern == Kernel::Amx {
@@ -299,7 +346,7 @@ unsafe fn matmul_with(kern: Kernel, m: usize, a: *const f32, a_rs: usize, b: &Pa
                 }
             }
         }
-    });
+    }
 }
 
 /// A 32 × 32 f32 output block.

@@ -254,6 +254,8 @@ struct Workspace {
 }
 
 thread_local! {
+    /// bf16: the calling thread's softmax weights, the left side of attention's ·v.
+    static PROBS: std::cell::RefCell<bf16::PackedA> = std::cell::RefCell::new(bf16::PackedA::default());
     /// The calling thread's workspace, kept between calls: fresh multi-megabyte buffers on every
     /// velocity evaluation cost ~1 ms of page faults each (measured).
     static WORKSPACE: std::cell::RefCell<Workspace> = std::cell::RefCell::new(Workspace::default());
@@ -404,18 +406,28 @@ impl HostBlock {
                 let o = hh * HEAD_DIM;
                 // SAFETY: q rows r0..r0+n and all k rows lie inside their T×W buffers (read only
                 // in this region); the score block is n×T.
+                // SAFETY (both arms): v = proj columns 2W + o.., all T rows (read only here); dst
+                // rows r0..r0+n of the concat buffer, columns o..o+64, written by this task only.
                 match self.packed {
-                    Some(_) => unsafe { bf16::matmul(n, qp.at(r0 * w + o), w, &k_packed[hh], s.as_mut_ptr(), t, false, 0.125) },
-                    None => unsafe { matmul(n, t, HEAD_DIM, s.as_mut_ptr(), t, false, qp.at(r0 * w + o), w, kp.at(o), 1, w, 0.125) },
-                }
-                for r in 0..n {
-                    sums[r] = kernels::exp_shifted_row(&mut s[r * t..(r + 1) * t]);
-                }
-                // SAFETY: v = proj columns 2W + o.., all T rows (read only here); dst rows r0..r0+n
-                // of the concat buffer, columns o..o+64, written by this task only.
-                match self.packed {
-                    Some(_) => unsafe { bf16::matmul(n, s.as_ptr(), t, &v_packed[hh], cp.at(r0 * c + o), c, false, 1.0) },
-                    None => unsafe { matmul(n, HEAD_DIM, t, cp.at(r0 * c + o), c, false, s.as_ptr(), t, pp.at(2 * w + o), p, 1, 1.0) },
+                    Some(_) => {
+                        unsafe { bf16::matmul(n, qp.at(r0 * w + o), w, &k_packed[hh], s.as_mut_ptr(), t, false, 0.125) };
+                        // The exponentials go straight into the bf16 left side of ·v.
+                        PROBS.with(|pa| {
+                            let mut pa = pa.borrow_mut();
+                            pa.reset(n, t);
+                            for r in 0..n {
+                                sums[r] = kernels::exp_shifted_row_bf16(&mut s[r * t..(r + 1) * t], pa.row_mut(r));
+                            }
+                            unsafe { bf16::matmul_packed(&pa, &v_packed[hh], cp.at(r0 * c + o), c, false) };
+                        });
+                    }
+                    None => {
+                        unsafe { matmul(n, t, HEAD_DIM, s.as_mut_ptr(), t, false, qp.at(r0 * w + o), w, kp.at(o), 1, w, 0.125) };
+                        for r in 0..n {
+                            sums[r] = kernels::exp_shifted_row(&mut s[r * t..(r + 1) * t]);
+                        }
+                        unsafe { matmul(n, HEAD_DIM, t, cp.at(r0 * c + o), c, false, s.as_ptr(), t, pp.at(2 * w + o), p, 1, 1.0) };
+                    }
                 }
                 // v's bias: the weights of a softmax row sum to one, so it adds to the output.
                 let vb = &self.linear1.b[2 * w + o..2 * w + o + HEAD_DIM];

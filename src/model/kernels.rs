@@ -93,6 +93,21 @@ pub fn exp_shifted_row(row: &mut [f32]) -> f32 {
     scalar::exp_shifted_row(row)
 }
 
+/// [`exp_shifted_row`] that also writes the exponentials to `dst` as bf16 (rounded to nearest
+/// even, as [`super::bf16::to_bf16`]) — in one pass where the CPU has AVX-512 BF16; `row` then
+/// holds unspecified values. Returns the f32 sum.
+pub fn exp_shifted_row_bf16(row: &mut [f32], dst: &mut [u16]) -> f32 {
+    assert!(dst.len() >= row.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() && std::arch::is_x86_feature_detected!("avx512bf16") {
+        // SAFETY: the CPU has AVX-512 F and BF16 (checked above); lengths checked.
+        return unsafe { avx512::exp_shifted_row_bf16(row, dst) };
+    }
+    let sum = exp_shifted_row(row);
+    row.iter().zip(dst.iter_mut()).for_each(|(v, d)| *d = super::bf16::to_bf16(*v));
+    sum
+}
+
 /// `dst[i] = GELU_tanh(src[i] + bias[i])`, computed as `x / (1 + exp(−2u))` (the bias of the
 /// projection that produced `src` is added here rather than in a pass of its own).
 pub fn gelu_tanh(src: &[f32], bias: &[f32], dst: &mut [f32]) {
@@ -454,6 +469,42 @@ mod avx512 {
     }
 
     /// # Safety
+    /// The CPU must support AVX-512 F and BF16; `dst.len() >= row.len()`.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn exp_shifted_row_bf16(row: &mut [f32], dst: &mut [u16]) -> f32 {
+        let n = row.len();
+        let body = n / 16 * 16;
+        let p = row.as_ptr();
+        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+        for i in (0..body).step_by(16) {
+            // SAFETY: i + 16 ≤ body ≤ n.
+            vmax = _mm512_max_ps(vmax, unsafe { _mm512_loadu_ps(p.add(i)) });
+        }
+        let mut max = _mm512_reduce_max_ps(vmax);
+        for &v in &row[body..] {
+            max = max.max(v);
+        }
+        let vm = _mm512_set1_ps(max);
+        let mut vsum = _mm512_setzero_ps();
+        for i in (0..body).step_by(16) {
+            // SAFETY: as above; dst is at least as long as row.
+            unsafe {
+                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), vm));
+                vsum = _mm512_add_ps(vsum, e);
+                let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(e));
+                _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, h);
+            }
+        }
+        let mut sum = _mm512_reduce_add_ps(vsum);
+        for i in body..n {
+            let e = exp_scalar(row[i] - max);
+            sum += e;
+            dst[i] = super::super::bf16::to_bf16(e);
+        }
+        sum
+    }
+
+    /// # Safety
     /// The CPU must support AVX-512 F; `src`, `bias` and `dst` have the same length.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn gelu_tanh(src: &[f32], bias: &[f32], dst: &mut [f32]) {
@@ -573,6 +624,19 @@ mod tests {
             avx512::gelu_tanh(&xs, &bias, &mut b);
         }
         assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-6 * y.abs().max(1.0)), "gelu");
+    }
+
+    #[test]
+    fn exponentials_to_bf16_equal_the_rounded_exponentials() {
+        let xs: Vec<f32> = (0..131).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.11).chain([-100.0]).collect();
+        let mut a = xs.clone();
+        let sa = exp_shifted_row(&mut a);
+        let (mut b, mut h) = (xs.clone(), vec![0u16; xs.len()]);
+        let sb = exp_shifted_row_bf16(&mut b, &mut h);
+        assert!((sa - sb).abs() <= 1e-6 * sa, "sums {sa} {sb}");
+        for (e, h) in a.iter().zip(&h) {
+            assert_eq!(*h, crate::model::bf16::to_bf16(*e), "exp {e}");
+        }
     }
 
     #[test]
