@@ -118,6 +118,11 @@ fn convert_row(src: &[f32], scale: f32, dst: &mut [u16]) {
     }
 }
 
+/// Converts `src` to bf16 into `dst` (`dst.len() >= src.len()`).
+pub fn convert(src: &[f32], dst: &mut [u16]) {
+    convert_row(src, 1.0, dst);
+}
+
 /// A right-hand side `[k × n]` in tile layout (see the module docs), zero-padded to whole tiles
 /// and to an even number of column tiles.
 #[derive(Default, Clone)]

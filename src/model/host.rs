@@ -251,6 +251,29 @@ struct Workspace {
     /// bf16: each head's kᵀ and v in tile layout.
     k_packed: Vec<PackedB>,
     v_packed: Vec<PackedB>,
+    /// bf16: the concat buffer of each row half (attention output | GELU), written in bf16 by
+    /// its producers — the left side of the output projection.
+    cat16: [bf16::PackedA; 2],
+}
+
+/// The two row halves' bf16 concat buffers, shared by the closures of both halves.
+#[derive(Clone, Copy)]
+struct Halves(*mut bf16::PackedA);
+// SAFETY: each half only touches its own buffer (see `get`), and the array outlives the regions.
+unsafe impl Send for Halves {}
+// SAFETY: as above.
+unsafe impl Sync for Halves {}
+
+impl Halves {
+    /// The buffer of the half starting at row `r0` (the first half starts at 0).
+    ///
+    /// # Safety
+    /// Only the task of that half may hold it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get(&self, r0: usize) -> &mut bf16::PackedA {
+        // SAFETY: the array has two elements; the caller's contract excludes aliasing.
+        unsafe { &mut *self.0.add(usize::from(r0 != 0)) }
+    }
 }
 
 thread_local! {
@@ -347,6 +370,7 @@ impl HostBlock {
         grow(&mut ws.scores, t * t);
         let (xp, up, pp, cp) = (Ptr::of(x), Ptr::of(&mut ws.u), Ptr::of(&mut ws.proj), Ptr::of(&mut ws.cat));
         let (qp, kp, op, sp) = (Ptr::of(&mut ws.q), Ptr::of(&mut ws.k), Ptr::of(&mut ws.o), Ptr::of(&mut ws.scores));
+        let c16 = Halves(ws.cat16.as_mut_ptr());
 
         // 2–4 and 6, row-local: modulated LayerNorm, the fused projection, q/k RMSNorm + RoPE
         // (token-major, head h at columns h·64..), GELU of the MLP part into the concat buffer.
@@ -364,6 +388,11 @@ impl HostBlock {
                 None => unsafe { matmul(n, p, w, proj.as_mut_ptr(), p, false, u.as_ptr(), w, self.linear1.w.as_ptr(), p, 1, 1.0) },
             }
             let b1 = &self.linear1.b;
+            // SAFETY: this half's own buffer.
+            let mut cat16 = self.packed.as_ref().map(|_| unsafe { c16.get(r0) });
+            if let Some(cb) = cat16.as_deref_mut() {
+                cb.reset(n, c);
+            }
             for r in 0..n {
                 let tok = r0 + r;
                 let (cs, sn) = (&cos[tok * HEAD_DIM..(tok + 1) * HEAD_DIM], &sin[tok * HEAD_DIM..(tok + 1) * HEAD_DIM]);
@@ -376,7 +405,10 @@ impl HostBlock {
                     let kb = &b1[ko..ko + HEAD_DIM];
                     kernels::rms_rope(&row[ko..ko + HEAD_DIM], kb, &self.k_scale, cs, sn, eps, &mut k[r * w + o..r * w + o + HEAD_DIM]);
                 }
-                kernels::gelu_tanh(&row[3 * w..], &b1[3 * w..], &mut cat[r * c + w..(r + 1) * c]);
+                match cat16.as_deref_mut() {
+                    Some(cb) => kernels::gelu_tanh_bf16(&row[3 * w..], &b1[3 * w..], &mut cb.row_mut(r)[w..]),
+                    None => kernels::gelu_tanh(&row[3 * w..], &b1[3 * w..], &mut cat[r * c + w..(r + 1) * c]),
+                }
             }
         });
 
@@ -436,6 +468,10 @@ impl HostBlock {
                     let out = unsafe { cp.slice((r0 + r) * c + o, HEAD_DIM) };
                     let inv = 1.0 / sum;
                     out.iter_mut().zip(vb).for_each(|(v, b)| *v = *v * inv + b);
+                    if self.packed.is_some() {
+                        // SAFETY: this half's own buffer, sized in the row-local pass.
+                        bf16::convert(out, &mut unsafe { c16.get(r0) }.row_mut(r)[o..o + HEAD_DIM]);
+                    }
                 }
             }
         };
@@ -447,7 +483,8 @@ impl HostBlock {
             // SAFETY: rows r0..r0+n of `o` and `x`; the concat rows are read only.
             let (o, xr) = unsafe { (op.slice(r0 * w, n * w), xp.slice(r0 * w, n * w)) };
             match &self.packed {
-                Some((_, w2)) => unsafe { bf16::matmul(n, cp.at(r0 * c), c, w2, o.as_mut_ptr(), w, false, 1.0) },
+                // SAFETY: this half's own buffer, complete after attention.
+                Some((_, w2)) => unsafe { bf16::matmul_packed(c16.get(r0), w2, o.as_mut_ptr(), w, false) },
                 None => unsafe { matmul(n, w, c, o.as_mut_ptr(), w, false, cp.at(r0 * c), c, self.linear2.w.as_ptr(), w, 1, 1.0) },
             }
             for r in 0..n {

@@ -127,6 +127,21 @@ pub fn gelu_tanh(src: &[f32], bias: &[f32], dst: &mut [f32]) {
     scalar::gelu_tanh(src, bias, dst)
 }
 
+/// [`gelu_tanh`] with the results written as bf16 (rounded to nearest even) — in one pass where
+/// the CPU has AVX-512 BF16.
+pub fn gelu_tanh_bf16(src: &[f32], bias: &[f32], dst: &mut [u16]) {
+    assert!(src.len() == dst.len() && bias.len() == dst.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() && std::arch::is_x86_feature_detected!("avx512bf16") {
+        // SAFETY: AVX-512 F and BF16 checked; lengths equal.
+        unsafe { avx512::gelu_tanh_bf16(src, bias, dst) };
+        return;
+    }
+    let mut tmp = vec![0f32; src.len()];
+    gelu_tanh(src, bias, &mut tmp);
+    tmp.iter().zip(dst.iter_mut()).for_each(|(v, d)| *d = super::bf16::to_bf16(*v));
+}
+
 /// Modulated LayerNorm of one row (§4.2 step 2): `dst = (x − mean)/√(var + eps) · scale1p + shift`,
 /// where `scale1p` is already `1 + scale`.
 pub fn layer_norm_modulate(x: &[f32], scale1p: &[f32], shift: &[f32], eps: f32, dst: &mut [f32]) {
@@ -504,6 +519,18 @@ mod avx512 {
         sum
     }
 
+    /// GELU-tanh of 16 lanes (`x` with its bias added).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn gelu16(x: __m512) -> __m512 {
+        let x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+        let neg_u = _mm512_mul_ps(_mm512_set1_ps(-GELU_2C), _mm512_fmadd_ps(_mm512_set1_ps(GELU_A), x3, x));
+        let den = _mm512_add_ps(_mm512_set1_ps(1.0), exp16(neg_u));
+        let r = _mm512_rcp14_ps(den);
+        let r = _mm512_mul_ps(r, _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0)));
+        _mm512_mul_ps(x, r)
+    }
+
     /// # Safety
     /// The CPU must support AVX-512 F; `src`, `bias` and `dst` have the same length.
     #[target_feature(enable = "avx512f")]
@@ -511,23 +538,39 @@ mod avx512 {
         let n = src.len();
         let body = n / 16 * 16;
         let (s, bp, d) = (src.as_ptr(), bias.as_ptr(), dst.as_mut_ptr());
-        let (c, a, one) = (_mm512_set1_ps(-GELU_2C), _mm512_set1_ps(GELU_A), _mm512_set1_ps(1.0));
         for i in (0..body).step_by(16) {
             // SAFETY: i + 16 ≤ body ≤ n for all slices.
             unsafe {
                 let x = _mm512_add_ps(_mm512_loadu_ps(s.add(i)), _mm512_loadu_ps(bp.add(i)));
-                let x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
-                let neg_u = _mm512_mul_ps(c, _mm512_fmadd_ps(a, x3, x));
-                let den = _mm512_add_ps(one, exp16(neg_u));
-                let r = _mm512_rcp14_ps(den);
-                let r = _mm512_mul_ps(r, _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0)));
-                _mm512_storeu_ps(d.add(i), _mm512_mul_ps(x, r));
+                _mm512_storeu_ps(d.add(i), gelu16(x));
             }
         }
         for i in body..n {
             let x = src[i] + bias[i];
             let u = GELU_2C * (x + GELU_A * x * x * x);
             dst[i] = x / (1.0 + exp_scalar(-u));
+        }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512 F and BF16; `src`, `bias` and `dst` have the same length.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn gelu_tanh_bf16(src: &[f32], bias: &[f32], dst: &mut [u16]) {
+        let n = src.len();
+        let body = n / 16 * 16;
+        let (s, bp, d) = (src.as_ptr(), bias.as_ptr(), dst.as_mut_ptr());
+        for i in (0..body).step_by(16) {
+            // SAFETY: i + 16 ≤ body ≤ n for all slices.
+            unsafe {
+                let x = _mm512_add_ps(_mm512_loadu_ps(s.add(i)), _mm512_loadu_ps(bp.add(i)));
+                let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(gelu16(x)));
+                _mm256_storeu_si256(d.add(i) as *mut __m256i, h);
+            }
+        }
+        for i in body..n {
+            let x = src[i] + bias[i];
+            let u = GELU_2C * (x + GELU_A * x * x * x);
+            dst[i] = super::super::bf16::to_bf16(x / (1.0 + exp_scalar(-u)));
         }
     }
 }
@@ -624,6 +667,18 @@ mod tests {
             avx512::gelu_tanh(&xs, &bias, &mut b);
         }
         assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-6 * y.abs().max(1.0)), "gelu");
+    }
+
+    #[test]
+    fn gelu_to_bf16_equals_the_rounded_gelu() {
+        let xs: Vec<f32> = (0..133).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.11).collect();
+        let bias: Vec<f32> = (0..xs.len()).map(|i| (i % 5) as f32 * 0.2 - 0.4).collect();
+        let (mut a, mut h) = (vec![0f32; xs.len()], vec![0u16; xs.len()]);
+        gelu_tanh(&xs, &bias, &mut a);
+        gelu_tanh_bf16(&xs, &bias, &mut h);
+        for (g, h) in a.iter().zip(&h) {
+            assert_eq!(*h, crate::model::bf16::to_bf16(*g), "gelu {g}");
+        }
     }
 
     #[test]
