@@ -87,6 +87,13 @@ fn bad_images_give_one_line_errors() {
 }
 
 #[test]
+fn an_unknown_precision_is_a_one_line_error() {
+    let (ok, _, err) = run(bin().args(["--precision", "f8", "info"]));
+    assert!(!ok);
+    assert_clean_error(&err, "unknown precision 'f8' (expected f32 or bf16)");
+}
+
+#[test]
 fn bad_checkpoints_give_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img.png");

@@ -7,7 +7,8 @@ use burn::tensor::Device;
 use nvg_studio::model::generator::{GeneratorConfig, NvgGenerator};
 use nvg_studio::model::tokenizer::to_vec_f32;
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
-use nvg_studio::sampler::{ImageJob, Lock, SampleError, SampleOutput, SamplerSettings, sample};
+use nvg_studio::model::host::{HostGenerator, Precision};
+use nvg_studio::sampler::{ImageJob, Lock, SampleError, SampleOutput, SamplerSettings, sample, sample_with};
 
 fn models() -> (Tokenizer, NvgGenerator, Device) {
     let dev = Device::flex();
@@ -63,6 +64,29 @@ fn resume_reproduces_unchanged_stages_and_reroll_keeps_earlier_stages() {
     }
     assert_eq!(r.sequences[0].stages[3].structure, base.sequences[0].stages[3].structure);
     assert_ne!(r.sequences[0].stages[3..], base.sequences[0].stages[3..], "stage 3's randomness changed");
+}
+
+/// `--precision bf16`: the same seed gives the same bits twice, and resuming after changing
+/// nothing reproduces the run — whichever bf16 kernel this CPU has.
+#[test]
+fn bf16_products_are_deterministic_and_resumable() {
+    let (tok, g, _) = models();
+    let host = HostGenerator::with_precision(&g, Precision::Bf16);
+    let go = |jobs: &[ImageJob]| sample_with(&g, Some(&host), &tok, 0.5, jobs, &settings(), &mut |_| true, &|| false).unwrap();
+    let bits = |o: &SampleOutput| to_vec_f32(o.canvas.clone()).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let a = go(&[ImageJob::new(1, 7)]);
+    let b = go(&[ImageJob::new(1, 7)]);
+    assert_eq!(a.sequences, b.sequences);
+    assert_eq!(bits(&a), bits(&b));
+    a.sequences[0].validate().unwrap();
+    for k in [1, 3] {
+        let mut job = ImageJob::new(1, 7);
+        job.previous = Some(a.sequences[0].clone());
+        job.resume_from = k;
+        let r = go(&[job]);
+        assert_eq!(r.sequences, a.sequences, "bf16 resume from stage {k}");
+        assert_eq!(bits(&r), bits(&a), "bf16 canvas after resume from {k}");
+    }
 }
 
 #[test]
