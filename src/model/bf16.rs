@@ -311,43 +311,41 @@ unsafe fn matmul_packed_with(kern: Kernel, lhs: &PackedA, b: &PackedB, dst: *mut
     if m == 0 || b.n == 0 {
         return;
     }
-    {
-        let mut scratch = Scratch([0.0; BLOCK * BLOCK]);
-        #[cfg(target_arch = "x86_64")]
-        if kern == Kernel::Amx {
-            // SAFETY: AMX is usable (`kernel`/`available` checked it).
-            unsafe { x86::amx_configure() };
-        }
-        for r0 in (0..m).step_by(BLOCK) {
-            for nt in (0..b.nts).step_by(2) {
-                let c = &mut scratch.0;
+    let mut scratch = Scratch([0.0; BLOCK * BLOCK]);
+    #[cfg(target_arch = "x86_64")]
+    if kern == Kernel::Amx {
+        // SAFETY: AMX is usable (`kernel`/`available` checked it).
+        unsafe { x86::amx_configure() };
+    }
+    for r0 in (0..m).step_by(BLOCK) {
+        for nt in (0..b.nts).step_by(2) {
+            let c = &mut scratch.0;
+            #[cfg(target_arch = "x86_64")]
+            if kern == Kernel::Amx && !accumulate && r0 + BLOCK <= m && (nt + 2) * TILE <= b.n {
+                // A whole block inside `dst`: the tiles are stored there directly.
+                // SAFETY: as below; rows r0..r0 + 32 and columns nt·16..nt·16 + 32 lie in `dst`.
+                unsafe { x86::amx_block(lhs, r0, b, nt, dst.add(r0 * dst_rs + nt * TILE), dst_rs) };
+                continue;
+            }
+            match kern {
                 #[cfg(target_arch = "x86_64")]
-                if kern == Kernel::Amx && !accumulate && r0 + BLOCK <= m && (nt + 2) * TILE <= b.n {
-                    // A whole block inside `dst`: the tiles are stored there directly.
-                    // SAFETY: as below; rows r0..r0 + 32 and columns nt·16..nt·16 + 32 lie in `dst`.
-                    unsafe { x86::amx_block(lhs, r0, b, nt, dst.add(r0 * dst_rs + nt * TILE), dst_rs) };
-                    continue;
-                }
-                match kern {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: the packed buffers hold whole 32-row blocks and whole tile pairs.
-                    Kernel::Amx => unsafe { x86::amx_block(lhs, r0, b, nt, c.as_mut_ptr(), BLOCK) },
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as above; the CPU has AVX-512 BF16.
-                    Kernel::Avx512 => unsafe { x86::avx512_block(lhs, r0, b, nt, c) },
-                    _ => scalar_block(lhs, r0, b, nt, c),
-                }
-                let rows = BLOCK.min(m - r0);
-                let cols = BLOCK.min(b.n - nt * TILE);
-                for r in 0..rows {
-                    // SAFETY: row r0 + r < m and columns < n lie inside `dst` (caller's contract).
-                    let out = unsafe { std::slice::from_raw_parts_mut(dst.add((r0 + r) * dst_rs + nt * TILE), cols) };
-                    let src = &c[r * BLOCK..r * BLOCK + cols];
-                    if accumulate {
-                        out.iter_mut().zip(src).for_each(|(o, s)| *o += s);
-                    } else {
-                        out.copy_from_slice(src);
-                    }
+                // SAFETY: the packed buffers hold whole 32-row blocks and whole tile pairs.
+                Kernel::Amx => unsafe { x86::amx_block(lhs, r0, b, nt, c.as_mut_ptr(), BLOCK) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above; the CPU has AVX-512 BF16.
+                Kernel::Avx512 => unsafe { x86::avx512_block(lhs, r0, b, nt, c) },
+                _ => scalar_block(lhs, r0, b, nt, c),
+            }
+            let rows = BLOCK.min(m - r0);
+            let cols = BLOCK.min(b.n - nt * TILE);
+            for r in 0..rows {
+                // SAFETY: row r0 + r < m and columns < n lie inside `dst` (caller's contract).
+                let out = unsafe { std::slice::from_raw_parts_mut(dst.add((r0 + r) * dst_rs + nt * TILE), cols) };
+                let src = &c[r * BLOCK..r * BLOCK + cols];
+                if accumulate {
+                    out.iter_mut().zip(src).for_each(|(o, s)| *o += s);
+                } else {
+                    out.copy_from_slice(src);
                 }
             }
         }
