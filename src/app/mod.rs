@@ -176,6 +176,9 @@ pub struct NvgApp {
     cpu_canvas: CpuCanvas,
     gpu_canvas: bool,
     frame_times: std::collections::VecDeque<f32>,
+    /// `NVG_FRAME_LOG=path`: one line per frame ("ms since start, ms since the last frame,
+    /// whether a run is in flight") for measuring frame pacing in a real window.
+    pub(crate) frame_log: Option<(std::io::LineWriter<std::fs::File>, std::time::Instant)>,
     last_run_ms: Option<u128>,
     pending_open_image: Option<PathBuf>,
     /// The window's close was held because unsaved edits would be lost: the reason, shown in
@@ -238,6 +241,9 @@ impl NvgApp {
             cpu_canvas: CpuCanvas::new(),
             gpu_canvas,
             frame_times: Default::default(),
+            frame_log: std::env::var_os("NVG_FRAME_LOG")
+                .and_then(|p| std::fs::File::create(p).ok())
+                .map(|f| (std::io::LineWriter::new(f), std::time::Instant::now())),
             last_run_ms: None,
             pending_open_image,
             close_held: None,

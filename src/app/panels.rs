@@ -733,6 +733,10 @@ impl NvgApp {
             self.frame_times.pop_front();
         }
         let frame_ms = self.frame_times.iter().sum::<f32>() / self.frame_times.len().max(1) as f32;
+        if let Some((log, start)) = &mut self.frame_log {
+            use std::io::Write;
+            let _ = writeln!(log, "{:.1} {dt:.2} {}", start.elapsed().as_secs_f64() * 1e3, u8::from(self.running.is_some()));
+        }
 
         self.pump();
         self.guard_close(ui.ctx());
