@@ -68,9 +68,21 @@ pub fn cpu() -> Backend {
     Backend { device: Device::flex(), description: "cpu (flex)".into(), is_cpu: true }
 }
 
-/// Adapter found by wgpu: (name, is hardware GPU).
+/// Whether wgpu finds a hardware GPU adapter (not a software one such as Mesa's lavapipe);
+/// probed once per process.
+pub fn hardware_wgpu_adapter() -> bool {
+    probe_wgpu().is_some_and(|(_, hw)| hw)
+}
+
+/// Adapter found by wgpu: (name, is hardware GPU), probed once per process.
 #[cfg(feature = "wgpu")]
 fn probe_wgpu() -> Option<(String, bool)> {
+    static PROBE: std::sync::OnceLock<Option<(String, bool)>> = std::sync::OnceLock::new();
+    PROBE.get_or_init(probe_wgpu_uncached).clone()
+}
+
+#[cfg(feature = "wgpu")]
+fn probe_wgpu_uncached() -> Option<(String, bool)> {
     let instance = wgpu::Instance::default();
     let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
     let mut best: Option<(String, bool)> = None;

@@ -324,7 +324,9 @@ struct EditArgs {
     /// Do not autosave the open project.
     #[arg(long)]
     no_autosave: bool,
-    /// Canvas renderer: wgpu (GPU shader) or glow (CPU compositing); auto tries wgpu, then glow.
+    /// Canvas renderer: wgpu (GPU shader) or glow (CPU compositing); auto takes wgpu on a hardware
+    /// GPU adapter and glow otherwise (on software rendering Mesa's OpenGL draws the window ~4×
+    /// faster than its Vulkan, docs/benchmarks.md), and glow if wgpu cannot start.
     #[arg(long, default_value = "auto")]
     renderer: String,
 }
@@ -920,6 +922,12 @@ fn edit(choice: BackendChoice, args: EditArgs) -> Result<()> {
     match args.renderer.as_str() {
         "wgpu" => start(eframe::Renderer::Wgpu, opts).map_err(|e| anyhow!("editor (wgpu renderer): {e}")),
         "glow" => start(eframe::Renderer::Glow, opts).map_err(|e| anyhow!("editor (glow renderer): {e}")),
+        "auto" | "" if !nvg_studio::backend::hardware_wgpu_adapter() => {
+            // No hardware adapter: software Vulkan (lavapipe) drew the window at ~9 fps while a
+            // run was in flight here, software OpenGL at a median of ~36 fps (docs/benchmarks.md).
+            eprintln!("no hardware GPU adapter for wgpu; using the glow renderer with the CPU canvas");
+            start(eframe::Renderer::Glow, opts).map_err(|e| anyhow!("editor (glow renderer): {e}"))
+        }
         "auto" | "" => match start(eframe::Renderer::Wgpu, opts.clone()) {
             Ok(()) => Ok(()),
             Err(e) => {

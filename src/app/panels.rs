@@ -732,7 +732,13 @@ impl NvgApp {
         if self.frame_times.len() > 30 {
             self.frame_times.pop_front();
         }
-        let frame_ms = self.frame_times.iter().sum::<f32>() / self.frame_times.len().max(1) as f32;
+        // The median of the last 30 frame intervals: a few idle gaps or stalls do not drag the
+        // reading down while the UI is busy (painting, a run in flight).
+        let frame_ms = {
+            let mut v: Vec<f32> = self.frame_times.iter().copied().collect();
+            v.sort_by(f32::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
         if let Some((log, start)) = &mut self.frame_log {
             use std::io::Write;
             let _ = writeln!(log, "{:.1} {dt:.2} {}", start.elapsed().as_secs_f64() * 1e3, u8::from(self.running.is_some()));
