@@ -341,6 +341,23 @@ fn backend_label(backend: &Backend, bundle: &crate::pipeline::Bundle) -> String 
     }
 }
 
+/// `NVG_WORKER_NICE=N` (experiment): run the worker thread and rayon's pool (the model's
+/// threads) at nice level N, so that the UI and the renderer get the cores first.
+fn lower_priority_from_env() {
+    #[cfg(target_os = "linux")]
+    if let Some(n) = std::env::var("NVG_WORKER_NICE").ok().and_then(|v| v.parse::<i32>().ok()) {
+        let set = move || {
+            // SAFETY: plain syscalls on the calling thread's id.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, n);
+            }
+        };
+        set();
+        rayon::broadcast(|_| set());
+    }
+}
+
 fn worker_main(
     model_dir: PathBuf,
     fallback: Option<PathBuf>,
@@ -350,6 +367,7 @@ fn worker_main(
     wanted: Arc<AtomicU64>,
     repaint: Arc<dyn Fn() + Send + Sync>,
 ) {
+    lower_priority_from_env();
     let send = |e: Event| {
         let _ = tx.send(e);
         repaint();
