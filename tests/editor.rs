@@ -110,6 +110,36 @@ fn worker_reports_every_stage_in_order_and_is_deterministic() {
     assert_eq!(a.state().sequence, b.state().sequence, "same seed, same inputs → same sequence");
 }
 
+/// The Run menu's bf16 switch through the protocol: the worker reports the new description, bf16
+/// runs repeat bit for bit, and switching back to f32 gives exactly the f32 result again.
+#[test]
+fn switching_precision_is_reported_and_switching_back_restores_f32_results() {
+    use nvg_studio::model::host::Precision;
+    let (_d, m) = model_dir();
+    let (w, info) = spawn(&m);
+    let backend_after = |p: Precision| {
+        w.send(Request::SetPrecision(p));
+        match w.recv_timeout(Duration::from_secs(60)) {
+            Some(Event::BackendChanged { backend }) => backend,
+            other => panic!("expected BackendChanged, got {other:?}"),
+        }
+    };
+    let mut f = new_editor(&info, 2, 9);
+    run_editor(&w, &mut f);
+    let label = backend_after(Precision::Bf16);
+    assert!(label.contains("host kernels") && label.contains("bf16 ("), "{label}");
+    let mut b1 = new_editor(&info, 2, 9);
+    run_editor(&w, &mut b1);
+    let mut b2 = new_editor(&info, 2, 9);
+    run_editor(&w, &mut b2);
+    assert_eq!(b1.state().sequence, b2.state().sequence, "bf16 runs repeat");
+    let label = backend_after(Precision::F32);
+    assert!(!label.contains("bf16"), "{label}");
+    let mut f2 = new_editor(&info, 2, 9);
+    run_editor(&w, &mut f2);
+    assert_eq!(f.state().sequence, f2.state().sequence, "back to f32: the f32 result exactly");
+}
+
 /// An older result of class 1 (with `lock` applied), then a class change: the editor and the
 /// revision of the run that the class change asks for.
 fn class_change_after(w: &WorkerHandle, info: &ModelInfo, lock: Option<(usize, Vec<usize>)>) -> Editor {
@@ -437,6 +467,30 @@ fn ui_generates_shows_every_stage_and_class_changes_rerun() {
     h.get_by_label("Undo").click();
     step_until(&mut h, "render after undo", |a| a.is_idle());
     assert_eq!(h.state().editor().unwrap().state(), &prev);
+}
+
+#[test]
+fn ui_run_menu_switches_the_products_to_bf16_and_back() {
+    let (_d, m) = model_dir();
+    let mut h = harness(&m);
+    ready(&mut h);
+    let toggle = |h: &mut Harness<'static, NvgApp>| {
+        // The first "Run" is the menu (the toolbar has a Run button too).
+        h.get_all_by_label("Run").next().expect("Run menu").click();
+        h.run();
+        h.get_by_label("bf16 products (faster)").click();
+        h.run();
+    };
+    toggle(&mut h);
+    step_until(&mut h, "bf16 in the status bar", |a| a.status().contains("now bf16"));
+    h.get_by_label_contains("· bf16 (");
+    let before = h.state().editor().unwrap().state().clone();
+    h.state_mut().command(Command::SetSeed { seed: 77 });
+    step_until(&mut h, "a bf16 run", |a| a.is_idle());
+    assert_ne!(h.state().editor().unwrap().state().sequence, before.sequence);
+    toggle(&mut h);
+    step_until(&mut h, "f32 again", |a| a.status().contains("now f32"));
+    assert!(h.query_by_label_contains("· bf16 (").is_none());
 }
 
 #[test]

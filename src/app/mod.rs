@@ -154,6 +154,8 @@ pub struct NvgApp {
     worker: WorkerHandle,
     editor: Option<Editor>,
     backend: String,
+    /// The generator's products in bf16 (Run menu; starts as `--precision` says).
+    pub(crate) bf16: bool,
     load_error: Option<String>,
     project_path: Option<PathBuf>,
     history: Vec<HistoryEntry>,
@@ -206,6 +208,7 @@ impl NvgApp {
             worker,
             editor: None,
             backend: String::new(),
+            bf16: crate::model::host::precision() == crate::model::host::Precision::Bf16,
             load_error: None,
             project_path: None,
             history: vec![],
@@ -463,6 +466,19 @@ impl NvgApp {
         &self.opts.model_dir
     }
 
+    /// The precision the Run menu asks for.
+    pub(crate) fn precision(&self) -> crate::model::host::Precision {
+        if self.bf16 { crate::model::host::Precision::Bf16 } else { crate::model::host::Precision::F32 }
+    }
+
+    /// Switches the generator's products between f32 and bf16 (from the next run on).
+    pub fn set_bf16(&mut self, on: bool) {
+        if on != self.bf16 {
+            self.bf16 = on;
+            self.worker.send(Request::SetPrecision(self.precision()));
+        }
+    }
+
     /// Loads another model folder: the open document is autosaved (untitled documents have one
     /// slot per model, recovered when that model is loaded again), the worker restarted on `dir`
     /// (falling back to the bundled model if `dir` fails), and that model's document opened.
@@ -485,6 +501,10 @@ impl NvgApp {
         // Dropping the old handle stops its job and joins its thread, which may be in the middle
         // of loading or encoding: do that off the UI thread.
         std::thread::spawn(move || drop(old));
+        // The new worker starts at `--precision`; keep the Run menu's choice.
+        if self.bf16 != (crate::model::host::precision() == crate::model::host::Precision::Bf16) {
+            self.worker.send(Request::SetPrecision(self.precision()));
+        }
         self.editor = None;
         self.load_error = None;
         self.error = None;
@@ -698,6 +718,13 @@ impl NvgApp {
 
     fn handle(&mut self, ev: Event) {
         match ev {
+            Event::BackendChanged { backend } => {
+                self.status = format!(
+                    "the generator's products are now {} — from the next run on (Ctrl+Enter reruns)",
+                    if self.bf16 { "bf16: faster, slightly different from f32" } else { "f32" }
+                );
+                self.backend = backend;
+            }
             Event::Loaded { info, model_dir, fallback_note, backend, millis } => {
                 self.backend = backend;
                 self.opts.model_dir = model_dir;

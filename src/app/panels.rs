@@ -120,6 +120,15 @@ impl NvgApp {
                 self.action_button(ui, Action::Stop, self.running.is_some());
                 self.action_button(ui, Action::RerollStage, self.editor.is_some());
                 self.action_button(ui, Action::Variations, self.editor.is_some());
+                ui.separator();
+                // Only the CPU host path has bf16 products.
+                let host = self.backend.contains("host kernels");
+                let mut on = self.bf16;
+                let tip = "Round the generator's matrix products to bfloat16 (sums stay f32): faster on CPUs with AMX or \
+                           AVX-512 BF16, results slightly different from f32 (docs/user-guide.md). Applies from the next run.";
+                if ui.add_enabled(host, egui::Checkbox::new(&mut on, "bf16 products (faster)")).on_hover_text(tip).changed() {
+                    self.set_bf16(on);
+                }
             });
             ui.menu_button("View", |ui| {
                 self.action_button(ui, Action::ToggleCompare, true);

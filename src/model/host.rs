@@ -75,8 +75,13 @@ pub fn enabled() -> bool {
 /// How the status bar and the CLI name this path: "host kernels (AVX-512)", "(AVX2)" or
 /// "(scalar)", and with bf16 the kernel of its products ("host kernels (AVX-512) · bf16 (AMX)").
 pub fn label() -> String {
+    label_for(precision())
+}
+
+/// [`label`] for a given precision.
+pub fn label_for(precision: Precision) -> String {
     let base = format!("host kernels ({})", super::kernels::instruction_set());
-    match precision() {
+    match precision {
         Precision::F32 => base,
         Precision::Bf16 => format!("{base} · bf16 ({})", bf16::kernel().name()),
     }
@@ -562,9 +567,15 @@ pub struct HostGenerator {
     time_out: HostLinear,
     structure_blocks: Vec<HostBlock>,
     structure_head: HostLast,
+    precision: Precision,
 }
 
 impl HostGenerator {
+    /// The precision of this copy's products.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// Copies the weights of `g` to the host, at the process-wide [`precision`].
     pub fn new(g: &NvgGenerator) -> Self {
         Self::with_precision(g, precision())
@@ -596,6 +607,7 @@ impl HostGenerator {
             time_out: HostLinear::new(&g.structure_time_embed.out_layer),
             structure_blocks: g.structure_blocks.iter().map(|b| HostBlock::new(b, precision)).collect(),
             structure_head: HostLast::new(&g.structure_head),
+            precision,
         }
     }
 

@@ -59,6 +59,9 @@ pub enum Request {
         /// Image file.
         path: PathBuf,
     },
+    /// Compute the generator's products at this precision from the next run on (CPU host path
+    /// only; answered with [`Event::BackendChanged`]).
+    SetPrecision(crate::model::host::Precision),
     /// Stop the thread.
     Shutdown,
 }
@@ -92,6 +95,11 @@ pub enum Event {
         backend: String,
         /// Load time.
         millis: u128,
+    },
+    /// The compute description changed (after [`Request::SetPrecision`]).
+    BackendChanged {
+        /// What the status bar shows, e.g. "cpu (flex) · host kernels (AVX-512) · bf16 (AMX)".
+        backend: String,
     },
     /// The model could not be loaded (the message says how to fix it).
     LoadFailed {
@@ -334,8 +342,8 @@ pub fn image_job(spec: &RunSpec) -> ImageJob {
 /// What the status bar says about the model's compute: the backend, and on the CPU whether the
 /// generator runs through the fused host kernels (and which instruction set they use).
 fn backend_label(backend: &Backend, bundle: &crate::pipeline::Bundle) -> String {
-    if bundle.host.is_some() {
-        format!("{} · {}", backend.description, crate::model::host::label())
+    if let Some(h) = &bundle.host {
+        format!("{} · {}", backend.description, crate::model::host::label_for(h.precision()))
     } else {
         backend.description.clone()
     }
@@ -409,6 +417,7 @@ fn worker_main(
                     Request::Encode { path, .. } => {
                         send(Event::EncodeFailed { message: format!("{}: no model loaded", path.display()) })
                     }
+                    Request::SetPrecision(_) => {}
                 }
             }
             return;
@@ -422,7 +431,7 @@ fn worker_main(
         backend: backend_label(&backend, &bundle),
         millis: t0.elapsed().as_millis(),
     });
-    let w = Worker { bundle, backend, wanted, send: &send };
+    let mut w = Worker { bundle, backend, wanted, send: &send };
 
     while let Ok(req) = rx.recv() {
         // A request for a revision the UI no longer wants was superseded while queued.
@@ -430,6 +439,7 @@ fn worker_main(
         match req {
             Request::Shutdown => return,
             Request::Encode { revision, path } => w.encode(revision, &path),
+            Request::SetPrecision(p) => w.set_precision(p),
             Request::Run { revision, .. } | Request::Render { revision, .. } | Request::Variations { revision, .. }
                 if stale(revision) =>
             {
@@ -450,6 +460,15 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
+    /// Rebuilds the host copy at `precision` (this worker's only: the process-wide setting of
+    /// `--precision` is left alone) and reports the new description.
+    fn set_precision(&mut self, precision: crate::model::host::Precision) {
+        if self.bundle.host.as_ref().is_some_and(|h| h.precision() != precision) {
+            self.bundle.host = Some(crate::model::host::HostGenerator::with_precision(&self.bundle.generator, precision));
+        }
+        (self.send)(Event::BackendChanged { backend: backend_label(&self.backend, &self.bundle) });
+    }
+
     fn superseded(&self, revision: u64) -> bool {
         self.wanted.load(Ordering::SeqCst) != revision
     }
