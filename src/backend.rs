@@ -69,9 +69,17 @@ pub fn cpu() -> Backend {
 }
 
 /// Whether wgpu finds a hardware GPU adapter (not a software one such as Mesa's lavapipe);
-/// probed once per process.
-pub fn hardware_wgpu_adapter() -> bool {
-    probe_wgpu().is_some_and(|(_, hw)| hw)
+/// probed once per process. `None` in a build without the `wgpu` feature (no probe: the editor
+/// then tries eframe's wgpu renderer and falls back to glow).
+pub fn hardware_wgpu_adapter() -> Option<bool> {
+    #[cfg(feature = "wgpu")]
+    {
+        Some(probe_wgpu().is_some_and(|(_, hw)| hw))
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        None
+    }
 }
 
 /// Adapter found by wgpu: (name, is hardware GPU), probed once per process.

@@ -292,7 +292,7 @@ enum Command {
         /// Structure flow steps of the generation benchmark (default 25; the editor's default 10).
         #[arg(long)]
         flow_steps: Option<usize>,
-        /// Model folder of the editor benchmark (default: the bundled model).
+        /// Model folder of the editor, flow-steps and precision benchmarks (default: the bundled model).
         #[arg(long)]
         model: Option<PathBuf>,
         /// Number of edits of the editor benchmark's memory measurement.
@@ -325,7 +325,7 @@ struct EditArgs {
     #[arg(long)]
     no_autosave: bool,
     /// Canvas renderer: wgpu (GPU shader) or glow (CPU compositing); auto takes wgpu on a hardware
-    /// GPU adapter and glow otherwise (on software rendering Mesa's OpenGL draws the window ~4×
+    /// GPU adapter and glow otherwise (on software rendering Mesa's OpenGL draws the window 3–4×
     /// faster than its Vulkan, docs/benchmarks.md), and glow if wgpu cannot start.
     #[arg(long, default_value = "auto")]
     renderer: String,
@@ -922,7 +922,7 @@ fn edit(choice: BackendChoice, args: EditArgs) -> Result<()> {
     match args.renderer.as_str() {
         "wgpu" => start(eframe::Renderer::Wgpu, opts).map_err(|e| anyhow!("editor (wgpu renderer): {e}")),
         "glow" => start(eframe::Renderer::Glow, opts).map_err(|e| anyhow!("editor (glow renderer): {e}")),
-        "auto" | "" if !nvg_studio::backend::hardware_wgpu_adapter() => {
+        "auto" | "" if nvg_studio::backend::hardware_wgpu_adapter() == Some(false) => {
             // No hardware adapter: software Vulkan (lavapipe) drew the window at ~9 fps while a
             // run was in flight here, software OpenGL at a median of ~36 fps (docs/benchmarks.md).
             eprintln!("no hardware GPU adapter for wgpu; using the glow renderer with the CPU canvas");

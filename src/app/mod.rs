@@ -156,6 +156,8 @@ pub struct NvgApp {
     backend: String,
     /// The generator's products in bf16 (Run menu; starts as `--precision` says).
     pub(crate) bf16: bool,
+    /// The user switched the precision and the worker has not confirmed it yet.
+    precision_switch_pending: bool,
     load_error: Option<String>,
     project_path: Option<PathBuf>,
     history: Vec<HistoryEntry>,
@@ -209,6 +211,7 @@ impl NvgApp {
             editor: None,
             backend: String::new(),
             bf16: crate::model::host::precision() == crate::model::host::Precision::Bf16,
+            precision_switch_pending: false,
             load_error: None,
             project_path: None,
             history: vec![],
@@ -245,7 +248,11 @@ impl NvgApp {
             gpu_canvas,
             frame_times: Default::default(),
             frame_log: std::env::var_os("NVG_FRAME_LOG")
-                .and_then(|p| std::fs::File::create(p).ok())
+                .and_then(|p| {
+                    std::fs::File::create(&p)
+                        .map_err(|e| eprintln!("NVG_FRAME_LOG: cannot write {}: {e}; no frame log", std::path::Path::new(&p).display()))
+                        .ok()
+                })
                 .map(|f| (std::io::LineWriter::new(f), std::time::Instant::now())),
             last_run_ms: None,
             pending_open_image,
@@ -475,6 +482,7 @@ impl NvgApp {
     pub fn set_bf16(&mut self, on: bool) {
         if on != self.bf16 {
             self.bf16 = on;
+            self.precision_switch_pending = true;
             self.worker.send(Request::SetPrecision(self.precision()));
         }
     }
@@ -719,10 +727,14 @@ impl NvgApp {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::BackendChanged { backend } => {
-                self.status = format!(
-                    "the generator's products are now {} — from the next run on (Ctrl+Enter reruns)",
-                    if self.bf16 { "bf16: faster, slightly different from f32" } else { "f32" }
-                );
+                // After a model switch the new worker is only told the precision again: the
+                // status line keeps what loading said.
+                if std::mem::take(&mut self.precision_switch_pending) {
+                    self.status = format!(
+                        "the generator's products are now {} — from the next run on (Ctrl+Enter reruns)",
+                        if self.bf16 { "bf16: faster, slightly different from f32" } else { "f32" }
+                    );
+                }
                 self.backend = backend;
             }
             Event::Loaded { info, model_dir, fallback_note, backend, millis } => {

@@ -126,7 +126,12 @@ impl NvgApp {
                 let mut on = self.bf16;
                 let tip = "Round the generator's matrix products to bfloat16 (sums stay f32): faster on CPUs with AMX or \
                            AVX-512 BF16, results slightly different from f32 (docs/user-guide.md). Applies from the next run.";
-                if ui.add_enabled(host, egui::Checkbox::new(&mut on, "bf16 products (faster)")).on_hover_text(tip).changed() {
+                let label = if crate::model::bf16::kernel() == crate::model::bf16::Kernel::Scalar {
+                    "bf16 products (emulated here: slower)"
+                } else {
+                    "bf16 products (faster)"
+                };
+                if ui.add_enabled(host, egui::Checkbox::new(&mut on, label)).on_hover_text(tip).changed() {
                     self.set_bf16(on);
                 }
             });

@@ -59,8 +59,12 @@ pub fn kernel() -> Kernel {
             "scalar" => Some(Kernel::Scalar),
             _ => None,
         });
-        match wanted {
-            Some(k) if available.contains(&k) => k,
+        match (wanted, std::env::var("NVG_BF16_KERNEL")) {
+            (Some(k), _) if available.contains(&k) => k,
+            (_, Ok(v)) => {
+                eprintln!("NVG_BF16_KERNEL={v}: not one of this CPU's kernels {available:?}; using {:?}", available[0]);
+                available[0]
+            }
             _ => available[0],
         }
     })

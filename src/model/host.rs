@@ -6,7 +6,8 @@
 //! 128 × 896) and runs GELU's `exp` one element at a time, while `gemm` itself reaches ≈ 160
 //! GFLOP/s on the same shape with the rows split over the two cores (docs/benchmarks.md). The
 //! arithmetic is the burn path's (same formulas, f32 throughout); only the rounding order differs,
-//! and the parity tests hold this path to the reference vectors too.
+//! and the parity tests hold this path to the reference vectors too. [`Precision::Bf16`] instead
+//! rounds the blocks' matrix-product operands to bfloat16 ([`super::bf16`]).
 //!
 //! Determinism: every image of a batch is computed alone, and every row split is a fixed function
 //! of the shape (two halves, whichever thread runs them), so a result does not depend on the batch

@@ -3,7 +3,9 @@
 //! gated residual.
 //!
 //! Each kernel has an AVX2 + FMA version, chosen at run time when the CPU has both, and a scalar
-//! version with the same arithmetic order otherwise. `exp` is the classic Cephes single-precision
+//! version with the same arithmetic order otherwise; the exponentials and GELU (most of the
+//! element-wise time) also have AVX-512 versions ([`avx512`]), and bf16-writing variants for the
+//! bf16 products ([`super::bf16`]). `exp` is the classic Cephes single-precision
 //! scheme (range reduction by ln 2 split in two constants, a degree-5 polynomial, the exponent
 //! built from bits): about 1 ulp over the range softmax and GELU use. Our crate is compiled at
 //! opt-level 1 in the dev profile, where LLVM does not vectorise loops, so the vector versions are
@@ -137,9 +139,13 @@ pub fn gelu_tanh_bf16(src: &[f32], bias: &[f32], dst: &mut [u16]) {
         unsafe { avx512::gelu_tanh_bf16(src, bias, dst) };
         return;
     }
-    let mut tmp = vec![0f32; src.len()];
-    gelu_tanh(src, bias, &mut tmp);
-    tmp.iter().zip(dst.iter_mut()).for_each(|(v, d)| *d = super::bf16::to_bf16(*v));
+    // In chunks through a stack buffer (no allocation per row).
+    let mut tmp = [0f32; 64];
+    for ((s, b), d) in src.chunks(64).zip(bias.chunks(64)).zip(dst.chunks_mut(64)) {
+        let t = &mut tmp[..s.len()];
+        gelu_tanh(s, b, t);
+        t.iter().zip(d.iter_mut()).for_each(|(v, d)| *d = super::bf16::to_bf16(*v));
+    }
 }
 
 /// Modulated LayerNorm of one row (§4.2 step 2): `dst = (x − mean)/√(var + eps) · scale1p + shift`,

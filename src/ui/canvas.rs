@@ -7,8 +7,8 @@
 //!   start-up, then [`paint_gpu`] every frame). Textures are re-uploaded only when their inputs
 //!   change.
 //! * CPU: [`composite_cpu`] (the reference implementation, also used by the tests) and
-//!   [`CpuCanvas`], which caches the composite as an egui texture; for the glow renderer or when
-//!   wgpu found no adapter.
+//!   [`CpuCanvas`], which caches the composite as an egui texture; for the glow renderer (what
+//!   `--renderer auto` picks without a hardware GPU adapter).
 //!
 //! Both work on whole output pixels with integer blends (see the shader's header), so on a
 //! non-sRGB target (eframe's default) they produce identical pixels for the same canvas size.

@@ -352,18 +352,27 @@ fn backend_label(backend: &Backend, bundle: &crate::pipeline::Bundle) -> String 
 /// `NVG_WORKER_NICE=N` (experiment): run the worker thread and rayon's pool (the model's
 /// threads) at nice level N, so that the UI and the renderer get the cores first.
 fn lower_priority_from_env() {
+    let Ok(v) = std::env::var("NVG_WORKER_NICE") else { return };
+    let Ok(n) = v.trim().parse::<i32>() else {
+        eprintln!("NVG_WORKER_NICE={v}: expected a nice level (0–19); the worker keeps its priority");
+        return;
+    };
     #[cfg(target_os = "linux")]
-    if let Some(n) = std::env::var("NVG_WORKER_NICE").ok().and_then(|v| v.parse::<i32>().ok()) {
+    {
         let set = move || {
             // SAFETY: plain syscalls on the calling thread's id.
             unsafe {
                 let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                libc::setpriority(libc::PRIO_PROCESS, tid, n);
+                libc::setpriority(libc::PRIO_PROCESS, tid, n) == 0
             }
         };
-        set();
-        rayon::broadcast(|_| set());
+        let ok = set() & rayon::broadcast(|_| set()).into_iter().all(|b| b);
+        if !ok {
+            eprintln!("NVG_WORKER_NICE={n}: could not set that priority ({})", std::io::Error::last_os_error());
+        }
     }
+    #[cfg(not(target_os = "linux"))]
+    eprintln!("NVG_WORKER_NICE={n}: only supported on Linux; the worker keeps its priority");
 }
 
 fn worker_main(
