@@ -47,7 +47,7 @@ struct Cli {
     #[arg(long, global = true, default_value = "auto")]
     backend: BackendChoice,
     /// Arithmetic of the generator's matrix products on the CPU: f32, or bf16 (operands rounded
-    /// to bfloat16, sums in f32 — faster where the CPU has AMX or AVX-512 BF16; what it changes
+    /// to bfloat16, sums in f32 — faster where the CPU has AMX (Intel Xeon 4th generation on); what it changes
     /// in the outputs is measured in docs/benchmarks.md).
     ///
     /// Example: nvg-studio --precision bf16 generate --class heart --seed 3 --out heart.png
@@ -412,8 +412,12 @@ fn pick_backend(choice: BackendChoice) -> Result<Backend> {
     use nvg_studio::model::{bf16, host};
     if b.is_cpu && host::enabled() {
         eprintln!("backend: {b}; generator inference through {}", host::label());
-        if host::precision() == host::Precision::Bf16 && bf16::kernel() == bf16::Kernel::Scalar {
-            eprintln!("note: this CPU has neither AMX nor AVX-512 BF16; bf16 runs as a scalar emulation, slower than f32");
+        if host::precision() == host::Precision::Bf16 {
+            match bf16::kernel() {
+                bf16::Kernel::Amx => {}
+                bf16::Kernel::Avx512 => eprintln!("note: no AMX on this CPU; bf16 products on AVX-512 BF16 measured slower than f32 on our test machine"),
+                bf16::Kernel::Scalar => eprintln!("note: this CPU has neither AMX nor AVX-512 BF16; bf16 runs as a scalar emulation, slower than f32"),
+            }
         }
     } else {
         eprintln!("backend: {b}");

@@ -478,7 +478,7 @@ fn ui_run_menu_switches_the_products_to_bf16_and_back() {
         // The first "Run" is the menu (the toolbar has a Run button too).
         h.get_all_by_label("Run").next().expect("Run menu").click();
         h.run();
-        // "(faster)", or "(emulated here: slower)" on a CPU without AMX or AVX-512 BF16.
+        // "(faster)" with AMX; other labels on CPUs without it.
         h.get_by_label_contains("bf16 products (").click();
         h.run();
     };

@@ -547,37 +547,38 @@ mod x86 {
         unsafe {
             let b0 = b.data.as_ptr().add(nt * b.kts * TILE_WORDS);
             let b1 = b0.add(b.kts * TILE_WORDS);
+            // Sixteen named accumulators (8 rows × 2 column tiles), so that they stay in
+            // registers at our crate's opt-level; A is read as pair words (two bf16 per i32).
+            let rs = a.stride / 2;
+            let words = b.kts * TILE;
             for rb in (0..BLOCK).step_by(8) {
-                let a_rows: [*const u16; 8] = std::array::from_fn(|r| a.data.as_ptr().add((r0 + rb + r) * a.stride));
-                let mut acc = [_mm512_setzero_ps(); 16];
-                for kt in 0..b.kts {
-                    for pair in 0..TILE {
-                        let off = kt * TILE_WORDS + pair * TILE;
-                        let v0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b0.add(off) as *const _));
-                        let v1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b1.add(off) as *const _));
-                        let l = kt * DEPTH + 2 * pair;
-                        macro_rules! row {
-                            ($r:literal) => {{
-                                let p = (a_rows[$r].add(l) as *const i32).read_unaligned();
-                                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(p));
-                                acc[2 * $r] = _mm512_dpbf16_ps(acc[2 * $r], av, v0);
-                                acc[2 * $r + 1] = _mm512_dpbf16_ps(acc[2 * $r + 1], av, v1);
-                            }};
-                        }
-                        row!(0);
-                        row!(1);
-                        row!(2);
-                        row!(3);
-                        row!(4);
-                        row!(5);
-                        row!(6);
-                        row!(7);
+                let ap = a.data.as_ptr().add((r0 + rb) * a.stride) as *const i32;
+                let z = _mm512_setzero_ps();
+                let (mut c0l, mut c0h, mut c1l, mut c1h, mut c2l, mut c2h, mut c3l, mut c3h) = (z, z, z, z, z, z, z, z);
+                let (mut c4l, mut c4h, mut c5l, mut c5h, mut c6l, mut c6h, mut c7l, mut c7h) = (z, z, z, z, z, z, z, z);
+                for w in 0..words {
+                    let v0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b0.add(w * TILE) as *const _));
+                    let v1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b1.add(w * TILE) as *const _));
+                    macro_rules! row {
+                        ($r:expr, $lo:ident, $hi:ident) => {{
+                            let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(ap.add($r * rs + w).read_unaligned()));
+                            $lo = _mm512_dpbf16_ps($lo, av, v0);
+                            $hi = _mm512_dpbf16_ps($hi, av, v1);
+                        }};
                     }
+                    row!(0, c0l, c0h);
+                    row!(1, c1l, c1h);
+                    row!(2, c2l, c2h);
+                    row!(3, c3l, c3h);
+                    row!(4, c4l, c4h);
+                    row!(5, c5l, c5h);
+                    row!(6, c6l, c6h);
+                    row!(7, c7l, c7h);
                 }
-                for r in 0..8 {
-                    let o = c.as_mut_ptr().add((rb + r) * BLOCK);
-                    _mm512_storeu_ps(o, acc[2 * r]);
-                    _mm512_storeu_ps(o.add(TILE), acc[2 * r + 1]);
+                let o = c.as_mut_ptr().add(rb * BLOCK);
+                for (r, (lo, hi)) in [(c0l, c0h), (c1l, c1h), (c2l, c2h), (c3l, c3h), (c4l, c4h), (c5l, c5h), (c6l, c6h), (c7l, c7h)].into_iter().enumerate() {
+                    _mm512_storeu_ps(o.add(r * BLOCK), lo);
+                    _mm512_storeu_ps(o.add(r * BLOCK + TILE), hi);
                 }
             }
         }
