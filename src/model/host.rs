@@ -744,12 +744,18 @@ mod tests {
         NvgGenerator::new(cfg, dev).map(&mut Noise)
     }
 
-    #[test]
-    fn host_path_matches_the_burn_path() {
-        let dev = Device::flex();
+    /// The tiny test preset with the anchor's structure width (two 64-dim heads).
+    fn tiny_wide() -> GeneratorConfig {
         let mut cfg = GeneratorConfig::test_tiny();
         cfg.structure_width = 128;
         cfg.structure_heads = 2;
+        cfg
+    }
+
+    #[test]
+    fn host_path_matches_the_burn_path() {
+        let dev = Device::flex();
+        let mut cfg = tiny_wide();
         cfg.scale_factors = vec![1.0, 2.0, 1.5, 1.2, 1.1, 0.9];
         let g = perturbed(&cfg, &dev);
         let host = HostGenerator::with_precision(&g, Precision::F32);
@@ -787,9 +793,7 @@ mod tests {
     #[test]
     fn bf16_path_stays_close_to_f32() {
         let dev = Device::flex();
-        let mut cfg = GeneratorConfig::test_tiny();
-        cfg.structure_width = 128;
-        cfg.structure_heads = 2;
+        let cfg = tiny_wide();
         let g = perturbed(&cfg, &dev);
         let (f, h) = (HostGenerator::with_precision(&g, Precision::F32), HostGenerator::with_precision(&g, Precision::Bf16));
         let (l, c, bits) = (cfg.num_positions(), cfg.latent_channels, cfg.num_bits());

@@ -79,6 +79,14 @@ fn exp_scalar(x: f32) -> f32 {
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// GELU-tanh of one element (bias already added), as `x / (1 + exp(−2u))`: the scalar kernel
+/// and the vector kernels' tails.
+#[inline]
+fn gelu_scalar(x: f32) -> f32 {
+    let u = GELU_2C * (x + GELU_A * x * x * x);
+    x / (1.0 + exp_scalar(-u))
+}
+
 /// In place: `row ← exp(row − max(row))`; returns the sum of the new values, so that the caller
 /// can normalise something smaller than the row (attention scales its 64-wide output instead).
 pub fn exp_shifted_row(row: &mut [f32]) -> f32 {
@@ -206,9 +214,7 @@ mod scalar {
 
     pub fn gelu_tanh(src: &[f32], bias: &[f32], dst: &mut [f32]) {
         for ((d, &x), &b) in dst.iter_mut().zip(src).zip(bias) {
-            let x = x + b;
-            let u = GELU_2C * (x + GELU_A * x * x * x);
-            *d = x / (1.0 + exp_scalar(-u));
+            *d = gelu_scalar(x + b);
         }
     }
 
@@ -348,9 +354,7 @@ mod avx {
             }
         }
         for i in body..n {
-            let x = src[i] + bias[i];
-            let u = GELU_2C * (x + GELU_A * x * x * x);
-            dst[i] = x / (1.0 + exp_scalar(-u));
+            dst[i] = gelu_scalar(src[i] + bias[i]);
         }
     }
 
@@ -455,22 +459,28 @@ mod avx512 {
         _mm512_maskz_mov_ps(keep, _mm512_mul_ps(y, _mm512_castsi512_ps(bits)))
     }
 
+    /// The maximum of a row (a NaN may or may not win, as in the other versions: the sums that
+    /// follow are NaN either way).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn max16(row: &[f32]) -> f32 {
+        let body = row.len() / 16 * 16;
+        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+        for i in (0..body).step_by(16) {
+            // SAFETY: i + 16 ≤ body ≤ len.
+            vmax = _mm512_max_ps(vmax, unsafe { _mm512_loadu_ps(row.as_ptr().add(i)) });
+        }
+        row[body..].iter().fold(_mm512_reduce_max_ps(vmax), |m, &v| m.max(v))
+    }
+
     /// # Safety
     /// The CPU must support AVX-512 F.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn exp_shifted_row(row: &mut [f32]) -> f32 {
         let n = row.len();
         let body = n / 16 * 16;
+        let max = max16(row);
         let p = row.as_mut_ptr();
-        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
-        for i in (0..body).step_by(16) {
-            // SAFETY: i + 16 ≤ body ≤ n.
-            vmax = _mm512_max_ps(vmax, unsafe { _mm512_loadu_ps(p.add(i)) });
-        }
-        let mut max = _mm512_reduce_max_ps(vmax);
-        for &v in &row[body..] {
-            max = max.max(v);
-        }
         let vm = _mm512_set1_ps(max);
         let mut vsum = _mm512_setzero_ps();
         for i in (0..body).step_by(16) {
@@ -495,16 +505,8 @@ mod avx512 {
     pub unsafe fn exp_shifted_row_bf16(row: &mut [f32], dst: &mut [u16]) -> f32 {
         let n = row.len();
         let body = n / 16 * 16;
+        let max = max16(row);
         let p = row.as_ptr();
-        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
-        for i in (0..body).step_by(16) {
-            // SAFETY: i + 16 ≤ body ≤ n.
-            vmax = _mm512_max_ps(vmax, unsafe { _mm512_loadu_ps(p.add(i)) });
-        }
-        let mut max = _mm512_reduce_max_ps(vmax);
-        for &v in &row[body..] {
-            max = max.max(v);
-        }
         let vm = _mm512_set1_ps(max);
         let mut vsum = _mm512_setzero_ps();
         for i in (0..body).step_by(16) {
@@ -552,9 +554,7 @@ mod avx512 {
             }
         }
         for i in body..n {
-            let x = src[i] + bias[i];
-            let u = GELU_2C * (x + GELU_A * x * x * x);
-            dst[i] = x / (1.0 + exp_scalar(-u));
+            dst[i] = gelu_scalar(src[i] + bias[i]);
         }
     }
 
@@ -574,9 +574,7 @@ mod avx512 {
             }
         }
         for i in body..n {
-            let x = src[i] + bias[i];
-            let u = GELU_2C * (x + GELU_A * x * x * x);
-            dst[i] = super::super::bf16::to_bf16(x / (1.0 + exp_scalar(-u)));
+            dst[i] = super::super::bf16::to_bf16(gelu_scalar(src[i] + bias[i]));
         }
     }
 }
