@@ -25,7 +25,7 @@ fn model_dir() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn spawn(model: &Path) -> (WorkerHandle, ModelInfo) {
-    let w = WorkerHandle::spawn(model.to_path_buf(), BackendChoice::Cpu, std::sync::Arc::new(|| {}));
+    let w = WorkerHandle::spawn(model.to_path_buf(), BackendChoice::Cpu, std::sync::Arc::new(|_| {}));
     match w.recv_timeout(Duration::from_secs(60)) {
         Some(Event::Loaded { info, .. }) => (w, info),
         other => panic!("expected Loaded, got {other:?}"),
@@ -108,6 +108,47 @@ fn worker_reports_every_stage_in_order_and_is_deterministic() {
     let mut b = new_editor(&info, 1, 5);
     run_editor(&w, &mut b);
     assert_eq!(a.state().sequence, b.state().sequence, "same seed, same inputs → same sequence");
+}
+
+/// The worker wakes the UI once per event: at once for results and job ends, at the UI's next
+/// regular frame for flow-step progress (which would otherwise make the window redraw flat out).
+#[test]
+fn worker_wakes_the_ui_at_once_for_results_and_at_the_next_frame_for_progress() {
+    use nvg_studio::worker::Wake;
+    use std::sync::{Arc, Mutex};
+    let (_d, m) = model_dir();
+    let wakes = Arc::new(Mutex::new(Vec::new()));
+    let log = wakes.clone();
+    let w = WorkerHandle::spawn(m, BackendChoice::Cpu, Arc::new(move |k| log.lock().unwrap().push(k)));
+    let info = match w.recv_timeout(Duration::from_secs(60)) {
+        Some(Event::Loaded { info, .. }) => info,
+        other => panic!("expected Loaded, got {other:?}"),
+    };
+    let mut ed = new_editor(&info, 1, 5);
+    let mut evs = vec![];
+    let t0 = Instant::now();
+    // Loaded's wake follows its send.
+    while wakes.lock().unwrap().is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    evs.extend(run_editor(&w, &mut ed));
+    // Every wake follows its event's send: wait for the last one.
+    while wakes.lock().unwrap().len() < evs.len() + 1 && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let wakes = wakes.lock().unwrap().clone();
+    // The first wake was the Loaded event's.
+    assert_eq!(wakes[0], Wake::Now, "loading wakes at once");
+    let expected: Vec<Wake> = evs.iter().map(Wake::for_event).collect();
+    assert_eq!(&wakes[1..], &expected[..], "one wake per event, of its kind");
+    assert!(evs.iter().any(|e| matches!(e, Event::Progress { .. })), "the run reports progress");
+    assert!(expected.contains(&Wake::NextFrame) && expected.contains(&Wake::Now));
+    for (e, k) in evs.iter().zip(&expected) {
+        match e {
+            Event::Progress { .. } => assert_eq!(*k, Wake::NextFrame),
+            _ => assert_eq!(*k, Wake::Now, "{e:?}"),
+        }
+    }
 }
 
 /// The Run menu's bf16 switch through the protocol: the worker reports the new description, bf16
@@ -339,7 +380,7 @@ fn variations_differ_only_from_their_stage_and_encode_reports_bad_files() {
 #[test]
 fn a_missing_model_gives_a_message_with_the_fix() {
     let d = tempfile::tempdir().unwrap();
-    let w = WorkerHandle::spawn(d.path().join("nope"), BackendChoice::Cpu, std::sync::Arc::new(|| {}));
+    let w = WorkerHandle::spawn(d.path().join("nope"), BackendChoice::Cpu, std::sync::Arc::new(|_| {}));
     match w.recv_timeout(Duration::from_secs(30)) {
         Some(Event::LoadFailed { message }) => assert!(message.contains("--model"), "{message}"),
         other => panic!("{other:?}"),
@@ -360,7 +401,7 @@ fn a_broken_model_falls_back_to_the_bundled_one_and_says_why() {
     }
     let bpk = std::fs::read(bad.join("generator/model.bpk")).unwrap();
     std::fs::write(bad.join("generator/model.bpk"), &bpk[..bpk.len() / 3]).unwrap();
-    let w = WorkerHandle::spawn_with_fallback(bad.clone(), Some(good.clone()), BackendChoice::Cpu, std::sync::Arc::new(|| {}));
+    let w = WorkerHandle::spawn_with_fallback(bad.clone(), Some(good.clone()), BackendChoice::Cpu, std::sync::Arc::new(|_| {}));
     match w.recv_timeout(Duration::from_secs(60)) {
         Some(Event::Loaded { model_dir, fallback_note: Some(note), .. }) => {
             assert_eq!(model_dir, good);
@@ -369,7 +410,7 @@ fn a_broken_model_falls_back_to_the_bundled_one_and_says_why() {
         other => panic!("{other:?}"),
     }
     // Without a fallback the same folder is a clear failure.
-    let w = WorkerHandle::spawn(bad, BackendChoice::Cpu, std::sync::Arc::new(|| {}));
+    let w = WorkerHandle::spawn(bad, BackendChoice::Cpu, std::sync::Arc::new(|_| {}));
     match w.recv_timeout(Duration::from_secs(60)) {
         Some(Event::LoadFailed { message }) => assert!(message.contains("Open model folder"), "{message}"),
         other => panic!("{other:?}"),

@@ -180,6 +180,8 @@ pub struct NvgApp {
     cpu_canvas: CpuCanvas,
     gpu_canvas: bool,
     frame_times: std::collections::VecDeque<f32>,
+    /// eframe's CPU time of the previous frame (update, tessellation, painting), in ms.
+    prev_frame_cpu_ms: Option<f32>,
     /// `NVG_FRAME_LOG=path`: one line per frame ("ms since start, ms since the last frame,
     /// whether a run is in flight") for measuring frame pacing in a real window.
     pub(crate) frame_log: Option<(std::io::LineWriter<std::fs::File>, std::time::Instant)>,
@@ -193,6 +195,19 @@ pub struct NvgApp {
     ctx: egui::Context,
 }
 
+/// The interval the window redraws at while a job runs (40 fps), to animate progress. Worker
+/// progress waits for the next such frame rather than drawing one of its own; input still
+/// draws at once.
+pub const RUNNING_FRAME: Duration = Duration::from_millis(25);
+
+/// The worker's wake-up callback: results at once, progress at the next regular frame.
+fn repaint_callback(c: egui::Context) -> crate::worker::Repaint {
+    Arc::new(move |w| match w {
+        crate::worker::Wake::Now => c.request_repaint(),
+        crate::worker::Wake::NextFrame => c.request_repaint_after(RUNNING_FRAME),
+    })
+}
+
 impl NvgApp {
     /// Creates the app and starts the worker; `gpu_canvas` says whether the wgpu canvas path
     /// is registered (see [`crate::ui::canvas::register`]).
@@ -202,7 +217,7 @@ impl NvgApp {
             opts.model_dir.clone(),
             opts.fallback_model.clone(),
             opts.backend,
-            Arc::new(move || c.request_repaint()),
+            repaint_callback(c),
         );
         let pending_open_image = opts.image.clone();
         Self {
@@ -247,6 +262,7 @@ impl NvgApp {
             cpu_canvas: CpuCanvas::new(),
             gpu_canvas,
             frame_times: Default::default(),
+            prev_frame_cpu_ms: None,
             frame_log: std::env::var_os("NVG_FRAME_LOG")
                 .and_then(|p| {
                     std::fs::File::create(&p)
@@ -503,7 +519,7 @@ impl NvgApp {
                 dir.to_path_buf(),
                 self.opts.fallback_model.clone(),
                 self.opts.backend,
-                Arc::new(move || c.request_repaint()),
+                repaint_callback(c),
             ),
         );
         // Dropping the old handle stops its job and joins its thread, which may be in the middle
@@ -992,7 +1008,8 @@ impl NvgApp {
 }
 
 impl eframe::App for NvgApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        self.prev_frame_cpu_ms = frame.info().cpu_usage.map(|s| s * 1e3);
         self.draw(ui);
     }
 

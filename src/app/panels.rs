@@ -442,7 +442,7 @@ impl NvgApp {
             ui.separator();
             match &self.running {
                 Some(r) => {
-                    ui.spinner();
+                    paced_spinner(ui);
                     ui.label(format!("running stage {} ({:.1} s)", r.stage, r.started.elapsed().as_secs_f32()));
                 }
                 None => {
@@ -482,8 +482,9 @@ impl NvgApp {
                 }
                 None => {
                     ui.vertical_centered(|ui| {
-                        ui.spinner();
+                        paced_spinner(ui);
                         ui.label("Loading the bundled model (warm-up)…");
+                        ui.ctx().request_repaint_after(super::RUNNING_FRAME);
                     });
                 }
             });
@@ -754,12 +755,9 @@ impl NvgApp {
             v.sort_by(f32::total_cmp);
             v.get(v.len() / 2).copied().unwrap_or(0.0)
         };
-        if let Some((log, start)) = &mut self.frame_log {
-            use std::io::Write;
-            let _ = writeln!(log, "{:.1} {dt:.2} {}", start.elapsed().as_secs_f64() * 1e3, u8::from(self.running.is_some()));
-        }
-
+        let t_start = std::time::Instant::now();
         self.pump();
+        let t_pump = t_start.elapsed();
         self.guard_close(ui.ctx());
         // No shortcuts under the unsaved-changes dialog (its Esc is Cancel, not Stop).
         if self.close_held.is_none() {
@@ -782,13 +780,56 @@ impl NvgApp {
         egui::Panel::top("stages").show(ui, |ui| self.stage_strip(ui));
         egui::Panel::left("tools").default_size(230.0).show(ui, |ui| self.tools_panel(ui));
         egui::Panel::right("history").default_size(200.0).show(ui, |ui| self.side_panel(ui));
+        let t_panels = t_start.elapsed();
         egui::CentralPanel::default().show(ui, |ui| self.canvas(ui));
+        let t_canvas = t_start.elapsed();
         self.close_dialog(ui.ctx());
 
-        // Keep animating while a job runs (spinner, progress) — the worker also wakes us.
+        // Keep animating while a job runs (spinner, progress) at a steady RUNNING_FRAME cadence,
+        // counted from this frame's start; the worker wakes us at once for results only.
         if self.running.is_some() {
-            ui.ctx().request_repaint_after(Duration::from_millis(33));
+            ui.ctx().request_repaint_after(super::RUNNING_FRAME.saturating_sub(t_start.elapsed()));
         }
         self.pump();
+        if let Some((log, start)) = &mut self.frame_log {
+            use std::io::Write;
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let t_end = t_start.elapsed();
+            let _ = writeln!(
+                log,
+                "{:.1} {dt:.2} {} {:.2} {:.2} {:.2} {:.2} {:.2} {:.2}",
+                ms(start.elapsed()),
+                u8::from(self.running.is_some()),
+                ms(t_end),
+                ms(t_pump),
+                ms(t_panels - t_pump),
+                ms(t_canvas - t_panels),
+                ms(t_end - t_canvas),
+                self.prev_frame_cpu_ms.unwrap_or(f32::NAN),
+            );
+        }
     }
+}
+
+/// A spinner that does not ask for frames of its own: egui's `Spinner` requests an immediate
+/// repaint every frame, which keeps a software-rendered window redrawing flat out and taking the
+/// cores from the model. This one turns with the clock and is redrawn at the app's own cadence
+/// (`RUNNING_FRAME` while a job runs; while loading the worker's events and input drive it).
+fn paced_spinner(ui: &mut egui::Ui) {
+    let side = ui.style().spacing.interact_size.y;
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::hover());
+    if !ui.is_rect_visible(rect) {
+        return;
+    }
+    let t = ui.input(|i| i.time);
+    let radius = rect.height() / 2.0 - 2.0;
+    let start = (t * 5.0) % std::f64::consts::TAU;
+    let points: Vec<egui::Pos2> = (0..=24)
+        .map(|i| {
+            let a = (start + i as f64 / 24.0 * 4.2) as f32;
+            rect.center() + radius * egui::vec2(a.cos(), a.sin())
+        })
+        .collect();
+    let stroke = ui.visuals().widgets.inactive.fg_stroke;
+    ui.painter().add(egui::Shape::line(points, stroke));
 }

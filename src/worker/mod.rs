@@ -202,10 +202,34 @@ pub struct WorkerHandle {
     thread: Option<JoinHandle<()>>,
 }
 
+/// How soon the UI should draw after an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Now: a result, the end of a job, a model loaded or failed.
+    Now,
+    /// At the UI's next regular frame: flow-step progress, which arrives every few milliseconds
+    /// and would otherwise make the window redraw as fast as it can, taking the cores from the
+    /// model (a software renderer needs ~10 ms of CPU per frame).
+    NextFrame,
+}
+
+impl Wake {
+    /// [`Wake::NextFrame`] for progress, [`Wake::Now`] for everything else.
+    pub fn for_event(e: &Event) -> Self {
+        match e {
+            Event::Progress { .. } => Wake::NextFrame,
+            _ => Wake::Now,
+        }
+    }
+}
+
+/// The callback the worker wakes the UI with (the app maps it onto egui's repaint requests).
+pub type Repaint = Arc<dyn Fn(Wake) + Send + Sync>;
+
 impl WorkerHandle {
     /// Starts the worker thread, which loads the model in `model_dir` on the chosen backend.
-    /// `repaint` is called after every event (the app passes `ctx.request_repaint`).
-    pub fn spawn(model_dir: PathBuf, backend: BackendChoice, repaint: Arc<dyn Fn() + Send + Sync>) -> Self {
+    /// `repaint` is called after every event with how soon the UI should look (see [`Wake`]).
+    pub fn spawn(model_dir: PathBuf, backend: BackendChoice, repaint: Repaint) -> Self {
         Self::spawn_with_fallback(model_dir, None, backend, repaint)
     }
 
@@ -216,7 +240,7 @@ impl WorkerHandle {
         model_dir: PathBuf,
         fallback: Option<PathBuf>,
         backend: BackendChoice,
-        repaint: Arc<dyn Fn() + Send + Sync>,
+        repaint: Repaint,
     ) -> Self {
         let (tx, req_rx) = unbounded::<Request>();
         let (ev_tx, rx) = unbounded::<Event>();
@@ -349,16 +373,32 @@ fn backend_label(backend: &Backend, bundle: &crate::pipeline::Bundle) -> String 
     }
 }
 
-/// `NVG_WORKER_NICE=N` (experiment): run the worker thread and rayon's pool (the model's
-/// threads) at nice level N, so that the UI and the renderer get the cores first.
-fn lower_priority_from_env() {
-    let Ok(v) = std::env::var("NVG_WORKER_NICE") else { return };
-    let Ok(n) = v.trim().parse::<i32>() else {
-        eprintln!("NVG_WORKER_NICE={v}: expected a nice level (0–19); the worker keeps its priority");
-        return;
+/// The nice level the worker thread and rayon's pool (the model's threads) run at unless
+/// `NVG_WORKER_NICE` says otherwise: slightly below the UI, so that the window and its renderer
+/// get the cores first when both want them. Measured in a software-rendered window on 2 cores
+/// (docs/benchmarks.md, "Real window"): frames over 33 ms while a run is in flight 5–7 % → 1 %,
+/// runs ~10 % longer. With nothing else wanting the cores it costs nothing.
+pub const DEFAULT_WORKER_NICE: i32 = 5;
+
+/// Lowers the worker's priority to `NVG_WORKER_NICE` (0–19; 0 keeps the UI's priority) or
+/// [`DEFAULT_WORKER_NICE`]. Linux only; elsewhere the priority stays (and a set variable is
+/// reported).
+fn lower_priority() {
+    let n = match std::env::var("NVG_WORKER_NICE") {
+        Err(_) => DEFAULT_WORKER_NICE,
+        Ok(v) => match v.trim().parse::<i32>() {
+            Ok(n) if (0..=19).contains(&n) => n,
+            _ => {
+                eprintln!("NVG_WORKER_NICE={v}: expected a nice level 0–19; the worker runs at nice {DEFAULT_WORKER_NICE}");
+                DEFAULT_WORKER_NICE
+            }
+        },
     };
     #[cfg(target_os = "linux")]
     {
+        if n == 0 {
+            return;
+        }
         let set = move || {
             // SAFETY: plain syscalls on the calling thread's id.
             unsafe {
@@ -368,11 +408,13 @@ fn lower_priority_from_env() {
         };
         let ok = set() & rayon::broadcast(|_| set()).into_iter().all(|b| b);
         if !ok {
-            eprintln!("NVG_WORKER_NICE={n}: could not set that priority ({})", std::io::Error::last_os_error());
+            eprintln!("worker priority: could not set nice {n} ({})", std::io::Error::last_os_error());
         }
     }
     #[cfg(not(target_os = "linux"))]
-    eprintln!("NVG_WORKER_NICE={n}: only supported on Linux; the worker keeps its priority");
+    if std::env::var_os("NVG_WORKER_NICE").is_some() {
+        eprintln!("NVG_WORKER_NICE={n}: only supported on Linux; the worker keeps its priority");
+    }
 }
 
 fn worker_main(
@@ -382,12 +424,13 @@ fn worker_main(
     rx: Receiver<Request>,
     tx: Sender<Event>,
     wanted: Arc<AtomicU64>,
-    repaint: Arc<dyn Fn() + Send + Sync>,
+    repaint: Repaint,
 ) {
-    lower_priority_from_env();
+    lower_priority();
     let send = |e: Event| {
+        let wake = Wake::for_event(&e);
         let _ = tx.send(e);
-        repaint();
+        repaint(wake);
     };
     let t0 = Instant::now();
     let backend = match crate::backend::select(choice) {
