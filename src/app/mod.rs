@@ -182,8 +182,10 @@ pub struct NvgApp {
     frame_times: std::collections::VecDeque<f32>,
     /// eframe's CPU time of the previous frame (update, tessellation, painting), in ms.
     prev_frame_cpu_ms: Option<f32>,
-    /// `NVG_FRAME_LOG=path`: one line per frame ("ms since start, ms since the last frame,
-    /// whether a run is in flight") for measuring frame pacing in a real window.
+    /// `NVG_FRAME_LOG=path`: one line per frame for measuring frame pacing in a real window,
+    /// written at the end of `draw`: ms since start, ms since the last frame, whether a run is in
+    /// flight, ms in `draw` (all, then worker events, side panels, canvas, rest) and eframe's CPU
+    /// time of the previous frame (update, tessellation, paint calls; not the buffer swap).
     pub(crate) frame_log: Option<(std::io::LineWriter<std::fs::File>, std::time::Instant)>,
     last_run_ms: Option<u128>,
     pending_open_image: Option<PathBuf>,

@@ -814,7 +814,7 @@ impl NvgApp {
 /// A spinner that does not ask for frames of its own: egui's `Spinner` requests an immediate
 /// repaint every frame, which keeps a software-rendered window redrawing flat out and taking the
 /// cores from the model. This one turns with the clock and is redrawn at the app's own cadence
-/// (`RUNNING_FRAME` while a job runs; while loading the worker's events and input drive it).
+/// (`RUNNING_FRAME`, while a job runs or the model loads).
 fn paced_spinner(ui: &mut egui::Ui) {
     let side = ui.style().spacing.interact_size.y;
     let (rect, _) = ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::hover());

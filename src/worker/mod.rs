@@ -376,12 +376,12 @@ fn backend_label(backend: &Backend, bundle: &crate::pipeline::Bundle) -> String 
 /// The nice level the worker thread and rayon's pool (the model's threads) run at unless
 /// `NVG_WORKER_NICE` says otherwise: slightly below the UI, so that the window and its renderer
 /// get the cores first when both want them. Measured in a software-rendered window on 2 cores
-/// (docs/benchmarks.md, "Real window"): frames over 33 ms while a run is in flight 5–7 % → 1 %,
-/// runs ~10 % longer. With nothing else wanting the cores it costs nothing.
+/// (docs/benchmarks.md, "Real window"): frames over 33 ms while a run is in flight 4–7 % → 1–2 %,
+/// runs ~10–20 % longer. With nothing else wanting the cores it costs nothing.
 pub const DEFAULT_WORKER_NICE: i32 = 5;
 
 /// Lowers the worker's priority to `NVG_WORKER_NICE` (0–19; 0 keeps the UI's priority) or
-/// [`DEFAULT_WORKER_NICE`]. Linux only; elsewhere the priority stays (and a set variable is
+/// [`DEFAULT_WORKER_NICE`], never raising it. Linux only; elsewhere the priority stays (and a set variable is
 /// reported).
 fn lower_priority() {
     let n = match std::env::var("NVG_WORKER_NICE") {
@@ -399,16 +399,27 @@ fn lower_priority() {
         if n == 0 {
             return;
         }
-        let set = move || {
-            // SAFETY: plain syscalls on the calling thread's id.
+        // Never raises a thread's priority: a process started at nice 10 keeps its threads there
+        // (raising it back would need privileges and fail).
+        let set = move || -> Result<(), String> {
+            // SAFETY: plain syscalls on the calling thread's id; errno is read right after.
             unsafe {
                 let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                libc::setpriority(libc::PRIO_PROCESS, tid, n) == 0
+                *libc::__errno_location() = 0;
+                let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+                if now == -1 && *libc::__errno_location() != 0 {
+                    return Err(std::io::Error::last_os_error().to_string());
+                }
+                if now >= n || libc::setpriority(libc::PRIO_PROCESS, tid, n) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error().to_string())
+                }
             }
         };
-        let ok = set() & rayon::broadcast(|_| set()).into_iter().all(|b| b);
-        if !ok {
-            eprintln!("worker priority: could not set nice {n} ({})", std::io::Error::last_os_error());
+        let results = std::iter::once(set()).chain(rayon::broadcast(|_| set()));
+        if let Some(e) = results.filter_map(Result::err).next() {
+            eprintln!("worker priority: could not set nice {n} ({e})");
         }
     }
     #[cfg(not(target_os = "linux"))]
