@@ -113,6 +113,12 @@ pub enum BundleError {
 
 /// Loads `dir/tokenizer` and `dir/generator` and checks that they fit together.
 pub fn load_bundle(dir: &std::path::Path, device: &Device) -> Result<Bundle, BundleError> {
+    load_bundle_at(dir, device, crate::model::host::precision())
+}
+
+/// [`load_bundle`] with the host copy's products at `precision` (the editor's Run menu choice
+/// survives a model switch without building the copy twice).
+pub fn load_bundle_at(dir: &std::path::Path, device: &Device, precision: crate::model::host::Precision) -> Result<Bundle, BundleError> {
     let (tmeta, tokenizer) = crate::model::tokenizer_io::load_tokenizer(&dir.join("tokenizer"), None, device)?;
     let (gmeta, generator) = crate::train::generator::load_generator(&dir.join("generator"), device)?;
     let (tcfg, gcfg) = (tmeta.config, gmeta.config);
@@ -135,7 +141,7 @@ pub fn load_bundle(dir: &std::path::Path, device: &Device) -> Result<Bundle, Bun
     if class_names.len() != gcfg.num_classes {
         return Err(mismatch(format!("{} class names for {} classes", class_names.len(), gcfg.num_classes)));
     }
-    let host = crate::model::host::HostGenerator::for_device(&generator, device);
+    let host = crate::model::host::HostGenerator::for_device_at(&generator, device, precision);
     Ok(Bundle { tcfg, tokenizer, gcfg, generator, class_names, host })
 }
 

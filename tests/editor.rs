@@ -151,6 +151,21 @@ fn worker_wakes_the_ui_at_once_for_results_and_at_the_next_frame_for_progress() 
     }
 }
 
+/// A worker started at a precision loads its model at it: the Loaded event already names it
+/// (what a model switch in the editor relies on to keep the Run menu's choice).
+#[test]
+fn a_worker_started_at_bf16_loads_at_bf16() {
+    use nvg_studio::model::host::Precision;
+    let (_d, m) = model_dir();
+    for (p, bf16) in [(Precision::Bf16, true), (Precision::F32, false)] {
+        let w = WorkerHandle::spawn_at(m.clone(), None, BackendChoice::Cpu, p, std::sync::Arc::new(|_| {}));
+        match w.recv_timeout(Duration::from_secs(60)) {
+            Some(Event::Loaded { backend, .. }) => assert_eq!(backend.contains("· bf16 ("), bf16, "{p:?}: {backend}"),
+            other => panic!("expected Loaded, got {other:?}"),
+        }
+    }
+}
+
 /// The Run menu's bf16 switch through the protocol: the worker reports the new description, bf16
 /// runs repeat bit for bit, and switching back to f32 gives exactly the f32 result again.
 #[test]
@@ -512,7 +527,7 @@ fn ui_generates_shows_every_stage_and_class_changes_rerun() {
 
 #[test]
 fn ui_run_menu_switches_the_products_to_bf16_and_back() {
-    let (_d, m) = model_dir();
+    let (d, m) = model_dir();
     let mut h = harness(&m);
     ready(&mut h);
     let toggle = |h: &mut Harness<'static, NvgApp>| {
@@ -525,6 +540,13 @@ fn ui_run_menu_switches_the_products_to_bf16_and_back() {
     };
     toggle(&mut h);
     step_until(&mut h, "bf16 in the status bar", |a| a.status().contains("now bf16"));
+    h.get_by_label_contains("· bf16 (");
+    // A model switch keeps the menu's choice: the new worker loads at bf16 straight away.
+    h.state_mut().save_project(&d.path().join("before-switch.ron")).unwrap();
+    h.state_mut().open_model(&m).unwrap();
+    step_until(&mut h, "the model loaded again", |a| a.editor().is_some());
+    assert!(h.state().backend().contains("· bf16 ("), "loaded at bf16: {}", h.state().backend());
+    ready(&mut h);
     h.get_by_label_contains("· bf16 (");
     let before = h.state().editor().unwrap().state().clone();
     h.state_mut().command(Command::SetSeed { seed: 77 });

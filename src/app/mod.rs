@@ -317,6 +317,11 @@ impl NvgApp {
     }
 
     /// Status-bar message.
+    /// The model's compute as the status bar names it (backend, host kernels, precision).
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
     pub fn status(&self) -> &str {
         &self.status
     }
@@ -515,22 +520,23 @@ impl NvgApp {
         self.opts.project = None;
         self.pending_open_image = None;
         let c = self.ctx.clone();
+        let precision = self.precision();
         let old = std::mem::replace(
             &mut self.worker,
-            WorkerHandle::spawn_with_fallback(
+            // At the Run menu's precision, which may differ from `--precision`.
+            WorkerHandle::spawn_at(
                 dir.to_path_buf(),
                 self.opts.fallback_model.clone(),
                 self.opts.backend,
+                precision,
                 repaint_callback(c),
             ),
         );
         // Dropping the old handle stops its job and joins its thread, which may be in the middle
         // of loading or encoding: do that off the UI thread.
         std::thread::spawn(move || drop(old));
-        // The new worker starts at `--precision`; keep the Run menu's choice.
-        if self.bf16 != (crate::model::host::precision() == crate::model::host::Precision::Bf16) {
-            self.worker.send(Request::SetPrecision(self.precision()));
-        }
+        // A switch the old worker had not confirmed is already in the new one's Loaded.
+        self.precision_switch_pending = false;
         self.editor = None;
         self.load_error = None;
         self.error = None;
@@ -745,8 +751,7 @@ impl NvgApp {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::BackendChanged { backend } => {
-                // After a model switch the new worker is only told the precision again: the
-                // status line keeps what loading said.
+                // Only a switch the user made is announced (it follows Request::SetPrecision).
                 if std::mem::take(&mut self.precision_switch_pending) {
                     self.status = format!(
                         "the generator's products are now {} — from the next run on (Ctrl+Enter reruns)",

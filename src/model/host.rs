@@ -615,7 +615,12 @@ impl HostGenerator {
     /// The host path for `g` when tensors live on `device` and the path applies there: burn's
     /// flex CPU device without autodiff, and [`enabled`].
     pub fn for_device(g: &NvgGenerator, device: &Device) -> Option<Self> {
-        (enabled() && *device == Device::flex()).then(|| Self::new(g))
+        Self::for_device_at(g, device, precision())
+    }
+
+    /// [`HostGenerator::for_device`] with products at `precision` instead of the process-wide one.
+    pub fn for_device_at(g: &NvgGenerator, device: &Device, precision: Precision) -> Option<Self> {
+        (enabled() && *device == Device::flex()).then(|| Self::with_precision(g, precision))
     }
 
     /// Content branch at `stage` (§4.4) for a batch: `canvas` `[B, L, C]` unscaled (not read at

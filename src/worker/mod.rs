@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::backend::{Backend, BackendChoice};
 use crate::document::{ModelInfo, RunSpec, Settings};
 use crate::granularity::GranularitySequence;
-use crate::pipeline::{Bundle, encode_images, load_bundle, tensor_to_images};
+use crate::pipeline::{Bundle, encode_images, load_bundle_at, tensor_to_images};
 use crate::sampler::{ImageJob, Linear, Lock, SampleError, SamplerSettings};
 
 /// "No revision wanted": set by Stop so any running job cancels.
@@ -242,13 +242,25 @@ impl WorkerHandle {
         backend: BackendChoice,
         repaint: Repaint,
     ) -> Self {
+        Self::spawn_at(model_dir, fallback, backend, crate::model::host::precision(), repaint)
+    }
+
+    /// Like [`WorkerHandle::spawn_with_fallback`], with the generator's products at `precision`
+    /// from the start instead of the process-wide `--precision`.
+    pub fn spawn_at(
+        model_dir: PathBuf,
+        fallback: Option<PathBuf>,
+        backend: BackendChoice,
+        precision: crate::model::host::Precision,
+        repaint: Repaint,
+    ) -> Self {
         let (tx, req_rx) = unbounded::<Request>();
         let (ev_tx, rx) = unbounded::<Event>();
         let wanted = Arc::new(AtomicU64::new(NOTHING));
         let w = wanted.clone();
         let thread = std::thread::Builder::new()
             .name("nvg-worker".into())
-            .spawn(move || worker_main(model_dir, fallback, backend, req_rx, ev_tx, w, repaint))
+            .spawn(move || worker_main(model_dir, fallback, backend, precision, req_rx, ev_tx, w, repaint))
             .ok();
         Self { tx, rx, wanted, thread }
     }
@@ -432,6 +444,7 @@ fn worker_main(
     model_dir: PathBuf,
     fallback: Option<PathBuf>,
     choice: BackendChoice,
+    precision: crate::model::host::Precision,
     rx: Receiver<Request>,
     tx: Sender<Event>,
     wanted: Arc<AtomicU64>,
@@ -451,10 +464,10 @@ fn worker_main(
             crate::backend::cpu()
         }
     };
-    let loaded = match load_bundle(&model_dir, &backend.device) {
+    let loaded = match load_bundle_at(&model_dir, &backend.device, precision) {
         Ok(b) => Ok((b, model_dir.clone(), None)),
         Err(e) => match fallback.as_ref().filter(|f| !same_dir(f, &model_dir)) {
-            Some(f) => match load_bundle(f, &backend.device) {
+            Some(f) => match load_bundle_at(f, &backend.device, precision) {
                 Ok(b) => Ok((b, f.clone(), Some(format!("could not load {}: {e} — opened the bundled model instead", model_dir.display())))),
                 Err(e2) => Err(format!("{e}; the bundled model failed too: {e2}")),
             },
