@@ -286,7 +286,9 @@ enum Command {
         /// model or --model, with the editor's 10 flow steps unless --flow-steps is given), or
         /// flow-steps (what fewer structure flow steps change, against 25, over --reps seeds), or
         /// precision (what bf16 products change against f32, over --reps seeds, CPU), or
-        /// config (training and generation cost of the candidate bundled configurations).
+        /// config (training and generation cost of the candidate bundled configurations), or
+        /// frame-log (summarise an editor frame log written under NVG_FRAME_LOG: frame intervals
+        /// while a run is in flight, fps per run; needs --frame-log).
         #[arg(long, default_value = "all")]
         what: String,
         /// Structure flow steps of the generation benchmark (default 25; the editor's default 10).
@@ -298,6 +300,9 @@ enum Command {
         /// Number of edits of the editor benchmark's memory measurement.
         #[arg(long, default_value_t = 100)]
         edits: usize,
+        /// The frame log `--what frame-log` summarises (written by `NVG_FRAME_LOG=FILE nvg-studio`).
+        #[arg(long)]
+        frame_log: Option<PathBuf>,
     },
     /// Measure a model (tokenizer PSNR, judge accuracy, Fréchet distances) and write the model card.
     ///
@@ -507,7 +512,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("checkpoint: {}", out.display());
             Ok(())
         }
-        Some(Command::Bench { reps, what, flow_steps, model, edits }) => match what.as_str() {
+        Some(Command::Bench { reps, what, flow_steps, model, edits, frame_log }) => match what.as_str() {
             "tokenizer" => bench(cli.backend, reps),
             "generator" => bench_generator::generator(cli.backend, reps, flow_steps.unwrap_or(25)),
             "all" => {
@@ -524,7 +529,11 @@ fn run(cli: Cli) -> Result<()> {
             )
             .map_err(|e| anyhow::anyhow!("editor bench: {e}")),
             "config" => bench_config::bench_config(&pick_backend(cli.backend)?, reps),
-            other => bail!("--what {other}: expected tokenizer, generator, all, editor, flow-steps, precision or config"),
+            "frame-log" => match frame_log {
+                Some(p) => nvg_studio::app::frame_log::bench_frame_log(&p).map_err(|e| anyhow::anyhow!("frame log {e}")),
+                None => bail!("--what frame-log needs --frame-log FILE (a log written with NVG_FRAME_LOG=FILE nvg-studio)"),
+            },
+            other => bail!("--what {other}: expected tokenizer, generator, all, editor, flow-steps, precision, config or frame-log"),
         },
         Some(Command::Eval(a)) => cli_eval::eval(a, &pick_backend(cli.backend)?),
         Some(Command::EvalSwap(a)) => cli_eval::eval_swap(a, &pick_backend(cli.backend)?),

@@ -20,6 +20,7 @@ use crate::viz;
 use crate::worker::{Event, Request, Variation, WorkerHandle};
 
 pub mod bench;
+pub mod frame_log;
 mod panels;
 
 /// How often the open project is autosaved when it changed.
