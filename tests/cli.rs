@@ -100,13 +100,13 @@ fn frame_logs_are_summarised_and_bad_ones_named() {
     std::fs::write(&good, "100 500 0\n150 50 1\n170 20 1\n210 40 1\n230 20 0\n").unwrap();
     let (ok, out, err) = run(bin().args(["bench", "--what", "frame-log", "--frame-log"]).arg(&good));
     assert!(ok, "{err}");
-    assert!(out.contains("frames while a run is in flight: 2 — median 40.0 ms"), "{out}");
+    assert!(out.contains("frames while a run is in flight: 2 — median 20.0 ms, p90 40.0 ms, worst 40.0 ms, 50.0 % over"), "{out}");
     assert!(out.contains("fps per run: 38"), "{out}");
     let bad = d.path().join("bad.log");
     std::fs::write(&bad, "100 500 0\n150 fifty 1\n").unwrap();
     let (ok, _, err) = run(bin().args(["bench", "--what", "frame-log", "--frame-log"]).arg(&bad));
     assert!(!ok);
-    assert_clean_error(&err, "bad.log: line 2: field 2 is not a number");
+    assert_clean_error(&err, "bad.log: line 2: field 2 is not a time in ms");
     let (ok, _, err) = run(bin().args(["bench", "--what", "frame-log", "--frame-log"]).arg(d.path().join("none.log")));
     assert!(!ok);
     assert_clean_error(&err, "none.log");

@@ -37,6 +37,9 @@ pub struct Summary {
     /// Per run: ms from its first to its last frame with a run in flight, plus the frame that
     /// showed it done.
     pub run_ms: Vec<f64>,
+    /// The log ends while a run is in flight (that run's frames count above, but it is not in
+    /// the per-run lists).
+    pub unfinished_run: bool,
 }
 
 /// Parses a frame log. Lines have at least three fields (ms since start, interval, 0/1); the
@@ -51,20 +54,25 @@ pub fn parse(text: &str) -> Result<Vec<Frame>, String> {
                 f.get(k)
                     .ok_or_else(|| format!("line {}: expected at least 3 fields, found {}", i + 1, f.len()))?
                     .parse::<f64>()
-                    .map_err(|_| format!("line {}: field {} is not a number: {:?}", i + 1, k + 1, f[k]))
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .ok_or_else(|| format!("line {}: field {} is not a time in ms: {:?}", i + 1, k + 1, f[k]))
             };
+            let (at_ms, interval_ms) = (num(0)?, num(1)?);
             let running = match num(2)? {
                 v if v == 0.0 => false,
                 v if v == 1.0 => true,
                 v => return Err(format!("line {}: the third field (run in flight) must be 0 or 1, found {v}", i + 1)),
             };
-            Ok(Frame { at_ms: num(0)?, interval_ms: num(1)?, running })
+            Ok(Frame { at_ms, interval_ms, running })
         })
         .collect()
 }
 
+/// Nearest-rank quantile: the smallest value with at least `q` of the values at or below it.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+    let rank = (sorted.len() as f64 * q).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Summarises parsed frames; `None` when no frame was drawn while a run was in flight.
@@ -104,6 +112,7 @@ pub fn summarize(frames: &[Frame]) -> Option<Summary> {
         late: during.iter().filter(|&&d| d > LATE_MS).count() as f64 / during.len() as f64,
         fps_per_run: runs.iter().map(|&(sum, n, _)| n as f64 * 1000.0 / sum).collect(),
         run_ms: runs.iter().map(|r| r.2).collect(),
+        unfinished_run: current.is_some(),
     })
 }
 
@@ -113,7 +122,13 @@ pub fn bench_frame_log(path: &std::path::Path) -> Result<(), String> {
     let frames = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let s = summarize(&frames).ok_or_else(|| format!("{}: no frame was drawn while a run was in flight", path.display()))?;
     let list = |v: &[f64], prec: usize| v.iter().map(|x| format!("{x:.prec$}")).collect::<Vec<_>>().join(" ");
-    println!("frame log {}: {} frames, {} runs", path.display(), frames.len(), s.run_ms.len());
+    println!(
+        "frame log {}: {} frames, {} runs{}",
+        path.display(),
+        frames.len(),
+        s.run_ms.len(),
+        if s.unfinished_run { " (and one still in flight at the end of the log)" } else { "" }
+    );
     println!(
         "frames while a run is in flight: {} — median {:.1} ms, p90 {:.1} ms, worst {:.1} ms, {:.1} % over {LATE_MS} ms",
         s.frames,
@@ -159,11 +174,28 @@ mod tests {
         // Run 1: 4 frames (20, 40, 20 and the done frame's 20) in 100 ms → 40 fps.
         assert!((s.fps_per_run[0] - 40.0).abs() < 1e-9, "{:?}", s.fps_per_run);
         assert!((s.fps_per_run[1] - 3000.0 / 60.0).abs() < 1e-9);
+        assert!(!s.unfinished_run);
+        // Cut mid-run: its frames count, the run is not listed but reported.
+        let cut = summarize(&frames[..10]).unwrap();
+        assert_eq!((cut.frames, cut.run_ms.len(), cut.unfinished_run), (5, 1, true));
+    }
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 5.0);
+        assert_eq!(quantile(&v, 0.9), 9.0);
+        assert_eq!(quantile(&v, 1.0), 10.0);
+        assert_eq!(quantile(&[20.0, 40.0], 0.5), 20.0);
+        assert_eq!(quantile(&[7.0], 0.9), 7.0);
     }
 
     #[test]
     fn bad_lines_are_named() {
-        assert_eq!(parse("1 2 1\n3 x 0\n").unwrap_err(), "line 2: field 2 is not a number: \"x\"");
+        assert_eq!(parse("1 2 1\n3 x 0\n").unwrap_err(), "line 2: field 2 is not a time in ms: \"x\"");
+        assert_eq!(parse("1 NaN 1\n").unwrap_err(), "line 1: field 2 is not a time in ms: \"NaN\"");
+        assert_eq!(parse("1 -5 1\n").unwrap_err(), "line 1: field 2 is not a time in ms: \"-5\"");
+        assert_eq!(parse("1 x 7\n").unwrap_err(), "line 1: field 2 is not a time in ms: \"x\"");
         assert_eq!(parse("1 2\n").unwrap_err(), "line 1: expected at least 3 fields, found 2");
         assert!(parse("1 2 7\n").unwrap_err().contains("must be 0 or 1"));
         assert_eq!(summarize(&parse("1 2 0\n3 4 0\n").unwrap()), None);

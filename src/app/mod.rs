@@ -317,12 +317,12 @@ impl NvgApp {
         self.stage_images.get(stage).and_then(|i| i.as_ref())
     }
 
-    /// Status-bar message.
     /// The model's compute as the status bar names it (backend, host kernels, precision).
     pub fn backend(&self) -> &str {
         &self.backend
     }
 
+    /// Status-bar message.
     pub fn status(&self) -> &str {
         &self.status
     }
