@@ -237,9 +237,12 @@ fn cells_key(layers: &CanvasLayers, cells: &[Cell]) -> u64 {
 // CPU path
 
 /// Everything one output pixel needs (the CPU twin of the shader's bindings).
+/// The image is borrowed for a composite on the spot and owned for one sent to the editor's
+/// compositor thread ([`Compositor::into_owned`]).
+#[derive(Hash)]
 struct Compositor<'a> {
-    image: &'a [u8],
-    cells: &'a [Cell],
+    image: std::borrow::Cow<'a, [u8]>,
+    cells: Vec<Cell>,
     image_side: u32,
     grid_side: u32,
     w: u32,
@@ -248,7 +251,52 @@ struct Compositor<'a> {
     flags: u32,
 }
 
-impl Compositor<'_> {
+impl<'a> Compositor<'a> {
+    /// The compositor for `layers` at `w × h` pixels (clamped to [`CPU_MAX_SIDE`]); `None` when
+    /// the layers are inconsistent.
+    fn new(layers: &CanvasLayers<'a>, [w, h]: [usize; 2]) -> Option<Self> {
+        validate(layers)?;
+        Some(Self {
+            image: std::borrow::Cow::Borrowed(layers.image),
+            cells: pack_cells(layers),
+            image_side: layers.image_side as u32,
+            grid_side: layers.grid_side as u32,
+            w: w.clamp(1, CPU_MAX_SIDE) as u32,
+            h: h.clamp(1, CPU_MAX_SIDE) as u32,
+            opacity256: opacity256(layers.overlay_opacity),
+            flags: if layers.boundaries {
+                DRAW_BOUNDARIES
+            } else {
+                0
+            },
+        })
+    }
+
+    fn into_owned(self) -> Compositor<'static> {
+        Compositor { image: std::borrow::Cow::Owned(self.image.into_owned()), ..self }
+    }
+
+    /// Hash of everything the picture depends on.
+    fn key(&self) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+
+    /// The composite, `w × h` pixels.
+    fn render(&self) -> egui::ColorImage {
+        let cols = axis_table(self.w, self.grid_side, self.image_side);
+        let rows = axis_table(self.h, self.grid_side, self.image_side);
+        let mut pixels = Vec::with_capacity(cols.len() * rows.len());
+        for (iy, ay) in (0..).zip(&rows) {
+            for (ix, ax) in (0..).zip(&cols) {
+                let [r, g, b] = self.shade(ix, iy, ax, ay);
+                pixels.push(egui::Color32::from_rgb(r, g, b));
+            }
+        }
+        egui::ColorImage::new([cols.len(), rows.len()], pixels)
+    }
+
     fn cell(&self, cx: u32, cy: u32) -> Cell {
         self.cells[(cy * self.grid_side + cx) as usize]
     }
@@ -355,35 +403,12 @@ pub fn composite_cpu(layers: &CanvasLayers, out_side: usize) -> egui::ColorImage
 
 /// [`composite_cpu`] for a `w × h` canvas (what the GPU path draws into a `w × h`-pixel rect).
 pub fn composite_cpu_sized(layers: &CanvasLayers, [w, h]: [usize; 2]) -> egui::ColorImage {
-    let (w, h) = (w.clamp(1, CPU_MAX_SIDE), h.clamp(1, CPU_MAX_SIDE));
-    if validate(layers).is_none() {
-        return egui::ColorImage::filled([w, h], PLACEHOLDER);
-    }
-    let cells = pack_cells(layers);
-    let comp = Compositor {
-        image: layers.image,
-        cells: &cells,
-        image_side: layers.image_side as u32,
-        grid_side: layers.grid_side as u32,
-        w: w as u32,
-        h: h as u32,
-        opacity256: opacity256(layers.overlay_opacity),
-        flags: if layers.boundaries {
-            DRAW_BOUNDARIES
-        } else {
-            0
-        },
-    };
-    let cols = axis_table(comp.w, comp.grid_side, comp.image_side);
-    let rows = axis_table(comp.h, comp.grid_side, comp.image_side);
-    let mut pixels = Vec::with_capacity(w * h);
-    for (iy, ay) in (0..).zip(&rows) {
-        for (ix, ax) in (0..).zip(&cols) {
-            let [r, g, b] = comp.shade(ix, iy, ax, ay);
-            pixels.push(egui::Color32::from_rgb(r, g, b));
-        }
-    }
-    egui::ColorImage::new([w, h], pixels)
+    Compositor::new(layers, [w, h]).map_or_else(placeholder([w, h]), |c| c.render())
+}
+
+/// The grey picture of inconsistent layers, at `w × h` (clamped like a composite).
+fn placeholder([w, h]: [usize; 2]) -> impl FnOnce() -> egui::ColorImage {
+    move || egui::ColorImage::filled([w.clamp(1, CPU_MAX_SIDE), h.clamp(1, CPU_MAX_SIDE)], PLACEHOLDER)
 }
 
 /// Size in physical pixels of `rect` as the GPU path's viewport rounds it.
@@ -420,70 +445,18 @@ pub struct CpuCanvas {
     no_thread: bool,
 }
 
-/// The compositor thread's ends of the two channels.
+/// The compositor thread's ends of the two channels: (key, picture to composite) in, (key,
+/// composite) out.
 struct Compositing {
-    jobs: crossbeam_channel::Sender<CompositeJob>,
+    jobs: crossbeam_channel::Sender<(u64, Compositor<'static>)>,
     done: crossbeam_channel::Receiver<(u64, egui::ColorImage)>,
-}
-
-/// One picture to composite: owned copies of the layers (a few kB: the image and per-position
-/// data are at latent or image resolution, not at screen resolution).
-struct CompositeJob {
-    key: u64,
-    size: [usize; 2],
-    image: Vec<u8>,
-    image_side: usize,
-    labels: Vec<u32>,
-    grid_side: usize,
-    stage: usize,
-    lock: Vec<bool>,
-    pending: Vec<bool>,
-    class_tint: Option<Vec<[u8; 3]>>,
-    overlay_opacity: f32,
-    boundaries: bool,
-}
-
-impl CompositeJob {
-    fn new(key: u64, size: [usize; 2], l: &CanvasLayers) -> Self {
-        Self {
-            key,
-            size,
-            image: l.image.to_vec(),
-            image_side: l.image_side,
-            labels: l.labels.to_vec(),
-            grid_side: l.grid_side,
-            stage: l.stage,
-            lock: l.lock.to_vec(),
-            pending: l.pending.to_vec(),
-            class_tint: l.class_tint.map(<[_]>::to_vec),
-            overlay_opacity: l.overlay_opacity,
-            boundaries: l.boundaries,
-        }
-    }
-
-    fn run(&self) -> egui::ColorImage {
-        let layers = CanvasLayers {
-            image: &self.image,
-            image_side: self.image_side,
-            labels: &self.labels,
-            grid_side: self.grid_side,
-            stage: self.stage,
-            lock: &self.lock,
-            pending: &self.pending,
-            class_tint: self.class_tint.as_deref(),
-            hovered: None,
-            overlay_opacity: self.overlay_opacity,
-            boundaries: self.boundaries,
-        };
-        composite_cpu_sized(&layers, self.size)
-    }
 }
 
 impl Compositing {
     /// Starts the compositor thread; it ends when the canvas (the job sender) is dropped.
     /// `None` when no thread can be started (the canvas then composites on the UI thread).
     fn start(ctx: egui::Context) -> Option<Self> {
-        let (jobs, job_rx) = crossbeam_channel::unbounded::<CompositeJob>();
+        let (jobs, job_rx) = crossbeam_channel::unbounded::<(u64, Compositor<'static>)>();
         let (done_tx, done) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("nvg-canvas".into())
@@ -493,7 +466,8 @@ impl Compositing {
                     while let Ok(newer) = job_rx.try_recv() {
                         job = newer;
                     }
-                    if done_tx.send((job.key, job.run())).is_err() {
+                    let (key, comp) = job;
+                    if done_tx.send((key, comp.render())).is_err() {
                         break;
                     }
                     ctx.request_repaint();
@@ -533,22 +507,17 @@ impl CpuCanvas {
 
     fn show_base(&mut self, ui: &mut egui::Ui, rect: egui::Rect, layers: &CanvasLayers) {
         let (_, [w, h]) = rect_px(rect, ui.ctx().pixels_per_point());
-        let size = [
-            (w as usize).clamp(1, CPU_MAX_SIDE),
-            (h as usize).clamp(1, CPU_MAX_SIDE),
-        ];
-        let key = {
-            let mut hs = std::hash::DefaultHasher::new();
-            size.hash(&mut hs);
-            if validate(layers).is_some() {
-                let cells = pack_cells(layers);
-                image_key(layers).hash(&mut hs);
-                cells_key(layers, &cells).hash(&mut hs);
-                opacity256(layers.overlay_opacity).hash(&mut hs);
-                layers.boundaries.hash(&mut hs);
-            }
-            hs.finish()
-        };
+        let size = [w as usize, h as usize];
+        let comp = Compositor::new(layers, size);
+        // Inconsistent layers all give the same placeholder: keyed by size alone.
+        let key = comp.as_ref().map_or_else(
+            || {
+                let mut h = std::hash::DefaultHasher::new();
+                size.hash(&mut h);
+                h.finish()
+            },
+            Compositor::key,
+        );
         // Pick up what the compositor finished (an older request's picture is still better than
         // what is up, unless what is up is already the one wanted now).
         let mut finished = None;
@@ -589,21 +558,35 @@ impl CpuCanvas {
                 self.compositor = Compositing::start(ui.ctx().clone());
                 self.no_thread = self.compositor.is_none();
             }
-            // The very first picture is composited here: there is nothing to show meanwhile.
-            let sent = self.texture.is_some()
-                && self.compositor.as_ref().is_some_and(|c| c.jobs.send(CompositeJob::new(key, size, layers)).is_ok());
-            if sent {
-                self.requested = Some(key);
-            } else {
-                self.upload(ui.ctx(), composite_cpu_sized(layers, size));
-                self.key = Some(key);
-                self.requested = None;
+            match comp {
+                // The compositor thread takes it; the picture up stays until it is done.
+                Some(c) if self.texture.is_some() && self.compositor.is_some() => {
+                    let jobs = &self.compositor.as_ref().expect("checked above").jobs;
+                    match jobs.send((key, c.into_owned())) {
+                        Ok(()) => self.requested = Some(key),
+                        Err(e) => {
+                            self.compositor = None;
+                            self.no_thread = true;
+                            self.show_now(ui.ctx(), key, e.into_inner().1.render());
+                        }
+                    }
+                }
+                // The very first picture (nothing to show meanwhile), or no thread.
+                Some(c) => self.show_now(ui.ctx(), key, c.render()),
+                None => self.show_now(ui.ctx(), key, placeholder(size)()),
             }
         }
         if let Some(t) = &self.texture {
             let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
             ui.painter().image(t.id(), rect, uv, egui::Color32::WHITE);
         }
+    }
+
+    /// Shows a picture composited on this thread.
+    fn show_now(&mut self, ctx: &egui::Context, key: u64, image: egui::ColorImage) {
+        self.upload(ctx, image);
+        self.key = Some(key);
+        self.requested = None;
     }
 
     fn upload(&mut self, ctx: &egui::Context, image: egui::ColorImage) {
