@@ -23,6 +23,7 @@ use nvg_studio::train::{TokenizerTrainOptions, train_tokenizer};
 use nvg_studio::viz::{stage_strip, structure_map_image};
 
 mod bench_config;
+mod cli;
 mod bench_generator;
 mod cli_eval;
 mod cli_sampler;
@@ -260,12 +261,37 @@ enum Command {
         /// Continue from the checkpoint in DIR/generator.
         #[arg(long)]
         resume: bool,
+        /// Evaluate the EMA weights on a fixed held-out batch every N steps and log per-stage
+        /// losses and their baselines to DIR/generator/train-log.csv (0: never).
+        #[arg(long, default_value_t = 100)]
+        eval_every: u64,
+        /// Images in the held-out batch.
+        #[arg(long, default_value_t = 32)]
+        eval_images: usize,
     },
     /// Print presets, parameter counts and the backend in use.
     Info {
         /// Only this tokenizer preset.
         #[arg(long)]
         preset: Option<String>,
+    },
+    /// Draw a run's training curves (per stage and branch, held-out next to the baselines)
+    /// from its train-log.csv.
+    ///
+    /// Example: nvg-studio plot-training runs/m/generator --out curves.png
+    PlotTraining {
+        /// Run folder holding train-log.csv (a generator folder, or a model folder with generator/).
+        run: PathBuf,
+        /// Output PNG.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Diagnostics of training: overfit proofs per branch.
+    ///
+    /// Example: nvg-studio diagnose overfit --images 16 --branch structure --out runs/overfit
+    Diagnose {
+        #[command(subcommand)]
+        cmd: cli::diagnose::DiagnoseCmd,
     },
     /// Build, describe or preview datasets: the bundled emoji set or an image folder.
     ///
@@ -708,6 +734,8 @@ fn run(cli: Cli) -> Result<()> {
             stop_after,
             seed,
             resume,
+            eval_every,
+            eval_images,
         }) => {
             let b = pick_backend(cli.backend)?;
             let shape = GeneratorConfig::preset(&p).ok_or_else(|| {
@@ -728,6 +756,8 @@ fn run(cli: Cli) -> Result<()> {
                 checkpoint_every,
                 stop_after,
                 seed,
+                eval_every,
+                eval_images,
                 ..Default::default()
             };
             let pb = ProgressBar::new(steps);
@@ -738,7 +768,7 @@ fn run(cli: Cli) -> Result<()> {
             let out = model.join("generator");
             let cfg = train_generator(&shape, &tok, &tcfg, source.as_ref(), &out, &opts, resume, &b.device, &mut |s| {
                 pb.set_position(s.step);
-                let msg = format!("content {:.4} structure {:.4} {:.1} img/s", s.content, s.structure, s.images_per_sec);
+                let msg = step_message(s);
                 log_if_hidden(&pb, s.step, s.total, &msg);
                 pb.set_message(msg);
             })?;
@@ -747,7 +777,31 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Dataset { cmd }) => dataset(cmd),
+        Some(Command::PlotTraining { run, out }) => {
+            let log = [run.join(nvg_studio::train::monitor::LOG_FILE), run.join("generator").join(nvg_studio::train::monitor::LOG_FILE)]
+                .into_iter()
+                .find(|p| p.exists())
+                .ok_or_else(|| anyhow!("{}: no {} there or in its generator/ folder", run.display(), nvg_studio::train::monitor::LOG_FILE))?;
+            nvg_studio::eval::curves::plot_log_file(&log, &out).map_err(|e| anyhow!(e))?;
+            println!("curves: {} (from {})", out.display(), log.display());
+            Ok(())
+        }
+        Some(Command::Diagnose { cmd }) => cli::diagnose::run(cmd, &pick_backend(cli.backend)?),
     }
+}
+
+/// The progress line of a generator training step: losses, speed, and the latest held-out
+/// ratios (structure loss / context-free baseline, content CE / unigram baseline).
+fn step_message(s: &nvg_studio::train::generator::GeneratorStep) -> String {
+    let mut msg = format!("content {:.4} structure {:.4} {:.1} img/s", s.content, s.structure, s.images_per_sec);
+    let fmt = |v: &[(usize, f64)]| v.iter().map(|(_, r)| format!("{r:.2}")).collect::<Vec<_>>().join("/");
+    if !s.heldout_structure_ratio.is_empty() {
+        msg.push_str(&format!(" | held-out structure/ctx-free {}", fmt(&s.heldout_structure_ratio)));
+    }
+    if !s.heldout_content_ratio.is_empty() {
+        msg.push_str(&format!(" content CE/unigram {}", fmt(&s.heldout_content_ratio)));
+    }
+    msg
 }
 
 fn dataset(cmd: DatasetCmd) -> Result<()> {

@@ -4,10 +4,13 @@
 
 pub mod ari;
 pub mod card;
+pub mod coherence;
+pub mod curves;
 pub mod figures;
 pub mod frechet;
 pub mod judge;
 pub mod markdown;
+pub mod overfit;
 pub mod run;
 pub mod swap_eval;
 

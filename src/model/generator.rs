@@ -63,6 +63,14 @@ pub struct GeneratorConfig {
     /// Content scale factors, length `S + 1`: entry i scales the canvas input of stage i, the
     /// last entry is the output scale (§4.4, §10.8).
     pub scale_factors: Vec<f32>,
+    /// Add a fixed 2-D sine-cosine embedding of each position's row and column to the structure
+    /// branch's canvas-condition and flow tokens ([`structure_position_table`]). Not in the
+    /// paper (off for its shapes and the reference vectors): there, RoPE carries only relative
+    /// positions and the canvas at the first split is one code everywhere, so the branch cannot
+    /// tell where on the grid a token sits and cannot learn even one image's first map
+    /// (docs/training.md). Checkpoints written before it existed read as off.
+    #[serde(default)]
+    pub structure_positions: bool,
 }
 
 impl GeneratorConfig {
@@ -81,6 +89,7 @@ impl GeneratorConfig {
             latent_channels: 32,
             grid_side: 16,
             scale_factors: PAPER_SCALE_FACTORS.to_vec(),
+            structure_positions: false,
         }
     }
 
@@ -99,6 +108,7 @@ impl GeneratorConfig {
             latent_channels: 32,
             grid_side: 8,
             scale_factors: vec![1.0; 8],
+            structure_positions: true,
         }
     }
 
@@ -116,6 +126,7 @@ impl GeneratorConfig {
             latent_channels: 8,
             grid_side: 4,
             scale_factors: vec![1.0; 6],
+            structure_positions: true,
         }
     }
 
@@ -134,6 +145,7 @@ impl GeneratorConfig {
             latent_channels: 32,
             grid_side: 16,
             scale_factors: PAPER_SCALE_FACTORS.to_vec(),
+            structure_positions: false,
         }
     }
 
@@ -366,6 +378,33 @@ fn cluster_mean_matrix(labels: &[&[u32]], k: usize, l: usize, device: &Device) -
     Tensor::from_data(TensorData::new(a, [b, k, l]), device)
 }
 
+/// The structure branch's absolute position embedding `[L × W_s]` (row-major positions) when
+/// `cfg.structure_positions` is on, else `None`: the first half of each row holds the grid row,
+/// the second half the column, each as `[sin(r·ω_k) …, cos(r·ω_k) …]` with ω_k = 10000^(−k/(D/4))
+/// for k < D/4 and D = W_s (the usual 2-D sine-cosine table). Fixed, so it adds no weights and
+/// the host path and burn path build the same values.
+pub fn structure_position_table(cfg: &GeneratorConfig) -> Option<Vec<f32>> {
+    if !cfg.structure_positions {
+        return None;
+    }
+    let (side, w) = (cfg.grid_side, cfg.structure_width);
+    let quarter = w / 4;
+    let mut out = vec![0f32; side * side * w];
+    for p in 0..side * side {
+        let row = &mut out[p * w..(p + 1) * w];
+        for (axis, pos) in [(0, p / side), (1, p % side)] {
+            let half = &mut row[axis * 2 * quarter..(axis + 1) * 2 * quarter];
+            for k in 0..quarter {
+                let omega = 10_000f64.powf(-(k as f64) / quarter as f64);
+                let a = pos as f64 * omega;
+                half[k] = a.sin() as f32;
+                half[quarter + k] = a.cos() as f32;
+            }
+        }
+    }
+    Some(out)
+}
+
 fn int_ids(ids: &[usize], device: &Device) -> Tensor<1, Int> {
     let v: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
     Tensor::from_data(TensorData::new(v, [ids.len()]), device)
@@ -413,6 +452,11 @@ impl NvgGenerator {
     /// The configuration this generator was built with.
     pub fn config(&self) -> &GeneratorConfig {
         &self.config
+    }
+
+    /// The device its parameters live on.
+    pub fn device(&self) -> Device {
+        self.content_start_embed.val().device()
     }
 
     /// The content blocks, in order (for inspecting intermediate activations).
@@ -541,18 +585,20 @@ impl NvgGenerator {
     }
 
     /// Structure input tokens `[B, 1 + 2L, W_s]` (§4.5 step 1):
-    /// `[ClassEmb_s(y) ; Linear(x_{i+1}) ; Linear(z)]`.
+    /// `[ClassEmb_s(y) ; Linear(x_{i+1}) ; Linear(z)]`, plus the position table on the last
+    /// 2L tokens when `structure_positions` is on.
     pub fn structure_tokens(&self, classes: &[usize], canvas_next: Tensor<3>, z: Tensor<3>) -> Tensor<3> {
         let device = canvas_next.device();
         let class_emb = self.structure_class_embed.weight.val().select(0, int_ids(classes, &device));
-        Tensor::cat(
-            vec![
-                class_emb.unsqueeze_dim::<3>(1),
-                self.structure_content_cond_embed.forward(canvas_next),
-                self.structure_embed.forward(z),
-            ],
-            1,
-        )
+        let mut cond = self.structure_content_cond_embed.forward(canvas_next);
+        let mut flow = self.structure_embed.forward(z);
+        if let Some(table) = structure_position_table(&self.config) {
+            let (l, w) = (self.config.num_positions(), self.config.structure_width);
+            let pos: Tensor<3> = Tensor::<2>::from_data(TensorData::new(table, [l, w]), &device).unsqueeze_dim(0);
+            cond = cond + pos.clone();
+            flow = flow + pos;
+        }
+        Tensor::cat(vec![class_emb.unsqueeze_dim::<3>(1), cond, flow], 1)
     }
 
     /// Structure branch at structure stage `stage` (0 ≤ stage < S − 2), §4.5.

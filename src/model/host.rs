@@ -22,7 +22,7 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use super::bf16::{self, PackedB};
-use super::generator::{NvgGenerator, time_embedding_values};
+use super::generator::{NvgGenerator, structure_position_table, time_embedding_values};
 use super::kernels;
 use super::tokenizer::to_vec_f32;
 use super::transformer::{HEAD_DIM, LastLayer, NORM_EPS, ParallelBlock, rope_tables};
@@ -568,6 +568,8 @@ pub struct HostGenerator {
     time_out: HostLinear,
     structure_blocks: Vec<HostBlock>,
     structure_head: HostLast,
+    /// The fixed position table added to the canvas-condition and flow tokens, `[L × W_s]`.
+    structure_positions: Option<Vec<f32>>,
     precision: Precision,
 }
 
@@ -608,6 +610,7 @@ impl HostGenerator {
             time_out: HostLinear::new(&g.structure_time_embed.out_layer),
             structure_blocks: g.structure_blocks.iter().map(|b| HostBlock::new(b, precision)).collect(),
             structure_head: HostLast::new(&g.structure_head),
+            structure_positions: structure_position_table(cfg),
             precision,
         }
     }
@@ -672,6 +675,13 @@ impl HostGenerator {
         per_image(classes.len(), one)
     }
 
+    /// Adds the structure position table (when the model has one) to `L` tokens.
+    fn add_positions(&self, tokens: &mut [f32]) {
+        if let Some(table) = &self.structure_positions {
+            tokens.iter_mut().zip(table).for_each(|(t, p)| *t += p);
+        }
+    }
+
     /// What the structure flow at `stage` keeps across its steps: `cond` is the canvas after the
     /// content stage `[B, L, C]` (unscaled), `labels` each image's stage map.
     pub fn structure_prep(&self, g: &NvgGenerator, stage: usize, classes: &[usize], cond: &[f32], labels: &[&[u32]]) -> StructurePrep {
@@ -687,7 +697,13 @@ impl HostGenerator {
             cos.push(c);
             sin.push(s);
         }
-        let cond_tokens = (0..classes.len()).map(|b| self.cond_embed.apply_par(&cond[b * l * ch..(b + 1) * l * ch], l)).collect();
+        let cond_tokens = (0..classes.len())
+            .map(|b| {
+                let mut tokens = self.cond_embed.apply_par(&cond[b * l * ch..(b + 1) * l * ch], l);
+                self.add_positions(&mut tokens);
+                tokens
+            })
+            .collect();
         StructurePrep { stage, classes: classes.to_vec(), cond_tokens, cos, sin }
     }
 
@@ -709,7 +725,9 @@ impl HostGenerator {
             let mut x = Vec::with_capacity(tt * w);
             x.extend_from_slice(class_row);
             x.extend_from_slice(&prep.cond_tokens[b]);
-            x.extend(self.structure_embed.apply_par(&z[b * l * bits..(b + 1) * l * bits], l));
+            let mut flow = self.structure_embed.apply_par(&z[b * l * bits..(b + 1) * l * bits], l);
+            self.add_positions(&mut flow);
+            x.extend(flow);
             for blk in &self.structure_blocks {
                 blk.forward(&mut x, tt, &vec, &prep.cos[b], &prep.sin[b], ws);
             }

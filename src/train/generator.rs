@@ -13,14 +13,12 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::ImageSource;
-use crate::granularity::Hierarchy;
 use crate::model::checkpoint::{
     CheckpointError, CheckpointMeta, OPTIMIZER_FILE, check_config, load_weights, read_meta, save_module,
 };
@@ -31,6 +29,7 @@ use crate::model::{Tokenizer, TokenizerConfig};
 use crate::pipeline::images_to_tensor;
 use crate::sampler::streams::normal;
 
+use super::monitor::{Accumulator, FlowSample, HeldOut, TeacherBatch, TrainLog, TrainStats, batch_losses, structure_ratios};
 use super::tokenizer::{TrainError, split_indices};
 
 /// Kind string of generator checkpoints.
@@ -75,6 +74,57 @@ pub struct GeneratorTrainOptions {
     pub holdout_fraction: f64,
     /// Random horizontal flips.
     pub flip: bool,
+    /// Evaluate the EMA weights on the fixed held-out batch every N steps (0: never); the
+    /// per-stage losses go to `train-log.csv` next to their baselines.
+    #[serde(default = "default_eval_every")]
+    pub eval_every: u64,
+    /// Images in the held-out batch.
+    #[serde(default = "default_eval_images")]
+    pub eval_images: usize,
+    /// Which branches are trained (both by default; one alone for the overfit diagnostics).
+    #[serde(default)]
+    pub branches: Branches,
+    /// Train on N training images only, evenly spread over the split (the overfit
+    /// diagnostics); the held-out
+    /// batch is then those same images.
+    #[serde(default)]
+    pub subset: Option<usize>,
+}
+
+fn default_eval_every() -> u64 {
+    100
+}
+
+fn default_eval_images() -> usize {
+    32
+}
+
+/// The branches a run trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Branches {
+    /// Content and structure (the normal objective).
+    Both,
+    /// The content branch alone (teacher-forced on the true structure).
+    Content,
+    /// The structure branch alone (conditioned on the true content).
+    Structure,
+}
+
+impl Default for Branches {
+    fn default() -> Self {
+        Self::Both
+    }
+}
+
+impl Branches {
+    /// Whether the content branch is trained.
+    pub fn content(self) -> bool {
+        self != Self::Structure
+    }
+    /// Whether the structure branch is trained.
+    pub fn structure(self) -> bool {
+        self != Self::Content
+    }
 }
 
 impl Default for GeneratorTrainOptions {
@@ -96,6 +146,10 @@ impl Default for GeneratorTrainOptions {
             scale_images: 256,
             holdout_fraction: 0.1,
             flip: true,
+            eval_every: default_eval_every(),
+            eval_images: default_eval_images(),
+            branches: Branches::Both,
+            subset: None,
         }
     }
 }
@@ -113,6 +167,11 @@ pub struct GeneratorStep {
     pub structure: f64,
     /// Images per second in this run.
     pub images_per_sec: f64,
+    /// The latest held-out evaluation: held-out structure loss / context-free baseline, per
+    /// structure stage (empty before the first evaluation).
+    pub heldout_structure_ratio: Vec<(usize, f64)>,
+    /// The latest held-out content cross-entropy / unigram baseline, per content stage.
+    pub heldout_content_ratio: Vec<(usize, f64)>,
 }
 
 /// Learning rate at `step`: linear warm-up from 0.005·lr, hold, linear decay (§4.8).
@@ -219,7 +278,7 @@ pub fn train_generator(
     }
     let class_names = data.class_names().to_vec();
     let ad = device.clone().autodiff();
-    let (train, _held) = split_indices(data.len(), opts.holdout_fraction, opts.seed);
+    let (train, held) = split_indices(data.len(), opts.holdout_fraction, opts.seed);
     let state_dir = out.join(TRAIN_STATE_DIR);
 
     let (cfg, mut model, mut ema, mut optim, start) = if resume {
@@ -250,6 +309,36 @@ pub fn train_generator(
     let l = cfg.num_positions();
     let net_stages = cfg.num_structure_stages();
     let null = cfg.null_class();
+    let train: Vec<usize> = match opts.subset {
+        Some(0) => return Err(TrainError::Options("--images must be at least 1".into())),
+        Some(n) if n > train.len() => {
+            return Err(TrainError::Options(format!("--images {n}: the training split has only {} images", train.len())));
+        }
+        // Evenly spread over the (sorted) split, so that a small subset covers many classes.
+        Some(n) => (0..n).map(|i| train[i * train.len() / n]).collect(),
+        None => train,
+    };
+    // The held-out batch: fixed images (the training subset itself in the overfit runs), fixed
+    // flow samples, baselines on exactly those samples.
+    let held_idx: Vec<usize> = match opts.subset {
+        Some(_) => train.clone(),
+        None => held.iter().copied().take(opts.eval_images).collect(),
+    };
+    let heldout = if opts.eval_every > 0 && !held_idx.is_empty() {
+        let take: Vec<usize> = train.iter().copied().take(opts.scale_images.max(1)).collect();
+        let stats = TrainStats::measure(tokenizer, tcfg, data, &take, device)?;
+        Some(HeldOut::new(tokenizer, tcfg, data, &held_idx, &stats, net_stages, opts.seed, device)?)
+    } else {
+        None
+    };
+    let mut log = TrainLog::open(out, start)?;
+    if let Some(h) = &heldout {
+        if start == 0 {
+            log.write(0, "baseline", &h.baselines.rows)?;
+        }
+    }
+    let mut acc = Accumulator::default();
+    let mut last_ratio = (Vec::new(), Vec::new());
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ start.wrapping_mul(0x9e37_79b9));
     let t0 = Instant::now();
     let mut seen = 0usize;
@@ -269,8 +358,7 @@ pub fn train_generator(
             classes.push(if rng.random_bool(opts.label_dropout) { null } else { c });
         }
         let b = imgs.len();
-        let enc = tokenizer.encode(images_to_tensor(&imgs, device), tcfg.phi_weight);
-        let target_x = enc.quantized.canvases[s_count].clone();
+        let batch = TeacherBatch::encode(tokenizer, tcfg, &imgs, classes, device);
 
         let pick = |rng: &mut ChaCha8Rng, n: usize| -> Vec<usize> {
             let mut all: Vec<usize> = (0..n).collect();
@@ -283,81 +371,71 @@ pub fn train_generator(
             }
             all
         };
-
-        // ---- content branch: x0 regression + cross-entropy per cluster ----
         let c_stages = pick(&mut rng, s_count);
-        let mut content: Tensor<1> = Tensor::zeros([1], &ad);
-        for &i in &c_stages {
-            let labels: Vec<&[u32]> = enc.hierarchies.iter().map(|h| h.map(i)).collect();
-            let (x0, logits) = model.content_forward(i, &classes, enc.quantized.canvases[i].clone(), &labels);
-            let mse = (x0 - target_x.clone()).powi_scalar(2).mean();
-            let k = 1usize << i;
-            let tgt: Vec<i64> = enc.quantized.codes.iter().flat_map(|c| c[i].iter().map(|&x| x as i64)).collect();
-            let tgt: Tensor<3, Int> = Tensor::from_data(TensorData::new(tgt, [b, k, 1]), &ad);
-            let ce = log_softmax(logits, 2).gather(2, tgt).neg().mean();
-            content = content + mse + ce;
-        }
-        let content = content.div_scalar(c_stages.len() as f64);
-
-        // ---- structure branch: rectified flow on the full-depth code ----
         let s_stages = pick(&mut rng, net_stages);
-        let full: Vec<f32> = enc.hierarchies.iter().flat_map(|h| full_bits(h, bits)).collect();
+        let c_stages = if opts.branches.content() { c_stages } else { Vec::new() };
+        let s_stages = if opts.branches.structure() { s_stages } else { Vec::new() };
+        // One noise tensor per image shared by its structure sequences, an independent
+        // logit-normal t per sequence (§4.6).
+        let full = batch.full_bits(bits);
         let eps: Vec<f32> = (0..b * l * bits).map(|_| normal(&mut rng)).collect();
-        let mut structure: Tensor<1> = Tensor::zeros([1], &ad);
-        for &k in &s_stages {
-            let mut z = vec![0f32; b * l * bits];
-            let mut target = vec![0f32; b * l * bits];
-            let ts: Vec<f32> = (0..b).map(|_| 1.0 / (1.0 + (-normal(&mut rng)).exp())).collect();
-            for bi in 0..b {
-                for p in 0..l {
-                    for j in 0..bits {
-                        let i = (bi * l + p) * bits + j;
-                        let e = if j < k { full[i] } else { eps[i] };
-                        z[i] = ts[bi] * e + (1.0 - ts[bi]) * full[i];
-                        target[i] = e - full[i];
-                    }
-                }
-            }
-            let labels: Vec<&[u32]> = enc.hierarchies.iter().map(|h| h.map(k)).collect();
-            let zt = Tensor::<3>::from_data(TensorData::new(z, [b, l, bits]), &ad);
-            let tt = Tensor::<3>::from_data(TensorData::new(target, [b, l, bits]), &ad);
-            let v = model.structure_forward(k, &classes, enc.quantized.canvases[k + 1].clone(), &labels, zt, &ts);
-            structure = structure + (v - tt).powi_scalar(2).mean();
-        }
-        let structure = if s_stages.is_empty() { structure } else { structure.div_scalar(s_stages.len() as f64) };
+        let flows: Vec<FlowSample> = s_stages
+            .iter()
+            .map(|&k| {
+                let ts = FlowSample::times(&mut rng, b);
+                FlowSample::new(k, &full, &eps, ts, l, bits)
+            })
+            .collect();
 
-        let loss = content.clone() + structure.clone();
-        let vals = to_vec_f32(Tensor::cat(vec![content.detach(), structure.detach()], 0));
-        if vals.iter().any(|v| !v.is_finite()) {
-            return Err(TrainError::Options(format!("loss became {vals:?} at step {}; lower --lr", step + 1)));
+        let losses = batch_losses(&model, &batch, &c_stages, &flows);
+        let loss = losses.objective(&ad);
+        let vals = losses.values(bits);
+        if !vals.all_finite() {
+            return Err(TrainError::Options(format!(
+                "loss became non-finite at step {} (content {:.4}, structure {:.4}); lower --lr",
+                step + 1,
+                vals.content_mean(),
+                vals.structure_mean()
+            )));
         }
+        acc.push(&vals);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(lr_at(opts, step), model, grads);
         ema = ema_update(ema, &model, if step < opts.warmup_steps { 0.0 } else { opts.ema_decay });
         seen += b;
+        let done = step + 1;
+        if opts.eval_every > 0 && (done % opts.eval_every == 0 || done == end) {
+            log.write(done, "train", &acc.take())?;
+            if let Some(h) = &heldout {
+                let v = h.evaluate(&ema, opts.branches.content(), opts.branches.structure());
+                log.write(done, "heldout", &TrainLog::heldout_rows(&v))?;
+                last_ratio.0 = structure_ratios(&v, &h.baselines);
+                last_ratio.1 = v
+                    .content
+                    .iter()
+                    .filter_map(|&(i, _, ce)| h.baselines.get("content_ce_baseline_unigram", i).map(|b| (i, ce / b.max(1e-12))))
+                    .collect();
+            }
+        }
         progress(&GeneratorStep {
-            step: step + 1,
+            step: done,
             total: opts.steps,
-            content: vals[0] as f64,
-            structure: vals[1] as f64,
+            content: vals.content_mean(),
+            structure: vals.structure_mean(),
             images_per_sec: seen as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+            heldout_structure_ratio: last_ratio.0.clone(),
+            heldout_content_ratio: last_ratio.1.clone(),
         });
-        if step + 1 == end || (opts.checkpoint_every > 0 && (step + 1) % opts.checkpoint_every == 0) {
-            save_module(&state_dir, GENERATOR_KIND, &cfg, &model, step + 1, extra.clone())?;
+        if done == end || (opts.checkpoint_every > 0 && done % opts.checkpoint_every == 0) {
+            save_module(&state_dir, GENERATOR_KIND, &cfg, &model, done, extra.clone())?;
             let tmp = state_dir.join(format!(".{OPTIMIZER_FILE}.tmp"));
             optim
                 .save(&tmp)
                 .map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: format!("{e:?}") })?;
             std::fs::rename(&tmp, state_dir.join(OPTIMIZER_FILE))
                 .map_err(|e| CheckpointError::Write { path: state_dir.join(OPTIMIZER_FILE), reason: e.to_string() })?;
-            save_module(out, GENERATOR_KIND, &cfg, &ema, step + 1, extra.clone())?;
+            save_module(out, GENERATOR_KIND, &cfg, &ema, done, extra.clone())?;
         }
     }
     Ok(cfg)
-}
-
-/// b = σ_{S−1} − 1 ∈ {−1, +1}^(L×(S−1)), position-major.
-fn full_bits(h: &Hierarchy, bits: usize) -> Vec<f32> {
-    let last = h.num_stages() - 1;
-    h.sigma_map(last).iter().map(|&v| v as f32 - 1.0).take(h.num_positions() * bits).collect()
 }
