@@ -184,6 +184,18 @@ each set is compared with the held-out real images ({} images) by the Fréchet d
         num(&r["fd_trivial_baseline"], 2)
     );
 
+    // ---- structure coherence ----
+    if let Some(rows) = r["structure_coherence"].as_array().filter(|a| !a.is_empty()) {
+        m += "### Structure coherence\n\nMean number of 4-connected components per cluster of the structure maps, per stage \
+(1 = every cluster one solid region; speckle gives many): the generated images' maps next to the tokenizer's maps of the \
+held-out real images, which are what the structure branch learns to reproduce (`src/eval/coherence.rs`).\n\n";
+        m += "| stage | generated | real (tokenizer) | generated / real |\n|---|---|---|---|\n";
+        for c in rows {
+            m += &format!("| {} | {} | {} | {}× |\n", s(&c["stage"]), num(&c["generated"], 2), num(&c["real"], 2), num(&c["ratio"], 2));
+        }
+        m += "\n";
+    }
+
     // ---- per class ----
     m += "### Per class\n\n| id | class | held-out real: images, judge accuracy | generated: judge accuracy | judge's most common label for the generated images |\n|---|---|---|---|---|\n";
     for (i, c) in r["per_class"].as_array().cloned().unwrap_or_default().iter().enumerate() {

@@ -25,6 +25,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
+use super::coherence::stage_coherence;
 use super::card::{read_json_object, write_json, write_markdown_section};
 use super::frechet::frechet_of_features;
 use super::figures::{GridRow, line_plot, sample_grid};
@@ -384,8 +385,10 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
     // Reconstructions of the held-out reference images.
     let held_t = load_images(&tsource, &held)?;
     let mut recon: Vec<RgbImage> = Vec::with_capacity(held_t.len());
+    let mut real_maps: Vec<Vec<Vec<u32>>> = Vec::with_capacity(held_t.len());
     for chunk in held_t.chunks(32) {
         let enc = bundle.tokenizer.encode(images_to_tensor(chunk, device), tcfg.phi_weight);
+        real_maps.extend(enc.hierarchies.iter().map(|h| h.maps().to_vec()));
         let last = enc.quantized.canvases.last().cloned().ok_or_else(|| model_err("tokenizer produced no canvas"))?;
         recon.extend(tensor_to_images(bundle.tokenizer.decode(last)));
     }
@@ -400,15 +403,27 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
         (0..k).flat_map(|c| (0..n).map(move |j| (c, j))).map(|(c, j)| ImageJob::new(c, opts.seed + (c * n + j) as u64)).collect();
     let gen_labels: Vec<usize> = jobs.iter().map(|j| j.class).collect();
     let mut generated: Vec<RgbImage> = Vec::with_capacity(jobs.len());
+    let mut gen_maps: Vec<Vec<Vec<u32>>> = Vec::with_capacity(jobs.len());
     on(EvalEvent::Sampled { done: 0, total: jobs.len() });
     for chunk in jobs.chunks(opts.batch) {
         let out = bundle.sample(chunk, &opts.settings, &mut |_| true, &|| false)?;
+        gen_maps.extend(out.sequences.iter().map(|s| s.stages.iter().map(|st| st.structure.clone()).collect()));
         generated.extend(tensor_to_images(bundle.tokenizer.decode(out.canvas)));
         on(EvalEvent::Sampled { done: generated.len(), total: jobs.len() });
     }
     let sampling_s = t.elapsed().as_secs_f64();
     timings.insert("sampling_s".into(), json!(sampling_s));
     let (gen_pred, gen_feat) = predict(&judge.model, &prepare(&generated, jsize), device);
+    // Structure coherence: components per cluster of generated maps next to the tokenizer's
+    // maps of the held-out real images.
+    let side = bundle.gcfg.grid_side;
+    let coherence_gen = stage_coherence(&gen_maps, side).map_err(EvalError::Invalid)?;
+    let coherence_real = stage_coherence(&real_maps, side).map_err(EvalError::Invalid)?;
+    let coherence: Vec<Value> = coherence_gen
+        .iter()
+        .zip(&coherence_real)
+        .map(|(&(s, g), &(_, r))| json!({"stage": s, "generated": g, "real": r, "ratio": g / r.max(1e-12)}))
+        .collect();
 
     // ---- reference sets: trivial baseline and real training images ----
     on(EvalEvent::Phase("judge features and Fréchet distances"));
@@ -556,6 +571,7 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
         "judge_accuracy_trivial_baseline": trivial_acc,
         "chance_accuracy": 1.0 / k as f64,
         "fd_generated": fd_generated,
+        "structure_coherence": coherence,
         "fd_reconstruction_floor": fd_recon,
         "fd_trivial_baseline": fd_trivial,
         "fd_trivial_baseline_kind": "per-class mean images: every class drawn as the pixel mean of its training images, repeated samples_per_class times",
