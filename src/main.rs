@@ -268,6 +268,11 @@ enum Command {
         /// Images in the held-out batch.
         #[arg(long, default_value_t = 32)]
         eval_images: usize,
+        /// Give the structure branch the fixed position table (on/off; default: the preset's —
+        /// on for small and test-tiny, off for the paper's shapes). Off reproduces the paper's
+        /// branch, which cannot tell where a token sits (docs/training.md).
+        #[arg(long)]
+        structure_positions: Option<OnOff>,
     },
     /// Print presets, parameter counts and the backend in use.
     Info {
@@ -736,11 +741,15 @@ fn run(cli: Cli) -> Result<()> {
             resume,
             eval_every,
             eval_images,
+            structure_positions,
         }) => {
             let b = pick_backend(cli.backend)?;
-            let shape = GeneratorConfig::preset(&p).ok_or_else(|| {
+            let mut shape = GeneratorConfig::preset(&p).ok_or_else(|| {
                 anyhow!("unknown generator preset '{p}': expected one of {}", GeneratorConfig::PRESETS.join(", "))
             })?;
+            if let Some(on) = structure_positions {
+                shape.structure_positions = on == OnOff::On;
+            }
             let (tmeta, tok) = load_tokenizer(&model.join("tokenizer"), None, &b.device)
                 .map_err(|e| anyhow!("{e} (train one first: train-tokenizer --out {}/tokenizer)", model.display()))?;
             let tcfg = tmeta.config;
@@ -788,6 +797,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Diagnose { cmd }) => cli::diagnose::run(cmd, &pick_backend(cli.backend)?),
     }
+}
+
+/// A switch given as `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 /// The progress line of a generator training step: losses, speed, and the latest held-out

@@ -180,3 +180,56 @@ fn encode_reads_reference_weights_from_safetensors_and_the_pytorch_checkpoint_al
     }
     assert_eq!(outs[0], outs[1]);
 }
+
+/// Issue 18's commands answer bad input with one line: no images to overfit, a folder without
+/// images, a run folder of another shape, a run folder without a training log.
+#[test]
+fn training_diagnostics_give_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    tiny_model(&model.join("tokenizer"));
+    let out = dir.path().join("out");
+    let overfit = |extra: &[&str]| {
+        let mut c = bin();
+        c.args(["diagnose", "overfit", "--preset", "test-tiny", "--steps", "2", "--batch", "2", "--model"]).arg(&model).arg("--out").arg(&out);
+        c.args(extra);
+        run(&mut c)
+    };
+    let (ok, _, err) = overfit(&["--synthetic", "8", "--images", "0"]);
+    assert!(!ok);
+    assert_clean_error(&err, "--images 0");
+    let (ok, _, err) = overfit(&["--synthetic", "8", "--images", "100"]);
+    assert!(!ok);
+    assert_clean_error(&err, "--images 100");
+    let empty = dir.path().join("empty-folder");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (ok, _, err) = overfit(&["--data", empty.to_str().unwrap()]);
+    assert!(!ok);
+    assert_clean_error(&err, "empty-folder");
+
+    // A generator trained with the position table cannot be resumed without it: the message
+    // names the run folder and the field that differs.
+    let train = |extra: &[&str]| {
+        let mut c = bin();
+        c.args(["train-generator", "--synthetic", "8", "--preset", "test-tiny", "--steps", "2", "--batch", "2", "--eval-every", "1", "--eval-images", "2", "--model"])
+            .arg(&model);
+        c.args(extra);
+        run(&mut c)
+    };
+    let (ok, _, err) = train(&["--stop-after", "1"]);
+    assert!(ok, "{err}");
+    let log = std::fs::read_to_string(model.join("generator").join("train-log.csv")).unwrap();
+    assert!(log.lines().any(|l| l.starts_with("1,heldout,structure,0,")), "{log}");
+    let (ok, _, err) = train(&["--resume", "--structure-positions", "off"]);
+    assert!(!ok);
+    assert_clean_error(&err, "structure_positions");
+
+    // plot-training draws the log it finds, and names a folder that holds none.
+    let png = dir.path().join("curves.png");
+    let (ok, _, err) = run(bin().arg("plot-training").arg(&model).arg("--out").arg(&png));
+    assert!(ok, "{err}");
+    assert_eq!(image::image_dimensions(&png).unwrap(), (1400, 1000));
+    let (ok, _, err) = run(bin().arg("plot-training").arg(&empty).arg("--out").arg(&png));
+    assert!(!ok);
+    assert_clean_error(&err, "empty-folder");
+}

@@ -797,6 +797,33 @@ mod tests {
         assert!(bad.validate().unwrap_err().contains("content_width"));
     }
 
+    /// Checkpoints written before the position table existed read as "off", the paper's shapes
+    /// keep it off, and the table tells every position apart (rows and columns both vary).
+    #[test]
+    fn structure_positions_default_off_and_table_separates_positions() {
+        let mut v = serde_json::to_value(GeneratorConfig::small()).unwrap();
+        v.as_object_mut().unwrap().remove("structure_positions");
+        let old: GeneratorConfig = serde_json::from_value(v).unwrap();
+        assert!(!old.structure_positions);
+        assert!(structure_position_table(&old).is_none());
+        assert!(!GeneratorConfig::d16().structure_positions && !GeneratorConfig::reference_tiny().structure_positions);
+        let cfg = GeneratorConfig::small();
+        let t = structure_position_table(&cfg).unwrap();
+        let w = cfg.structure_width;
+        let l = cfg.num_positions();
+        assert_eq!(t.len(), l * w);
+        for p in 0..l {
+            for q in 0..p {
+                let d: f32 = (0..w).map(|i| (t[p * w + i] - t[q * w + i]).powi(2)).sum();
+                assert!(d > 0.1, "positions {p} and {q} differ by only {d}");
+            }
+        }
+        // Row p/side lives in the first half, the column in the second.
+        let side = cfg.grid_side;
+        assert_eq!(t[..w / 2], t[(side - 1) * w..(side - 1) * w + w / 2], "same row, same first half");
+        assert_eq!(t[w / 2..w], t[side * w + w / 2..(side + 1) * w], "same column, same second half");
+    }
+
     #[test]
     fn paper_parameter_counts() {
         // §4.1: content / structure parameters in millions.
