@@ -68,6 +68,22 @@ fn content_branch_alone_reproduces_the_codes() {
     }
 }
 
+/// Both branches together: the report carries the sheet of generated images above the
+/// memorised ones, one column per image (what `diagnose overfit --branch both` writes).
+#[test]
+fn both_branches_write_the_regenerated_sheet() {
+    let (_serial, dev, tcfg, tok, data) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = OverfitOptions { images: 3, steps: 10, batch_size: 3, lr: 3e-3, branches: Branches::Both, flow_steps: 3, seed: 2 };
+    let r = run_overfit(&GeneratorConfig::test_tiny(), &tok, &tcfg, &data, dir.path(), &opts, &dev, &mut |_| {}).unwrap();
+    let sheet = r.sheet.expect("a sheet for both branches");
+    let tile = 3 * tcfg.image_size as u32;
+    assert!(sheet.width() >= 3 * tile && sheet.width() < 4 * tile + 200, "three columns: {}", sheet.width());
+    assert!(sheet.height() >= 2 * tile && sheet.height() < 3 * tile, "two rows: {}", sheet.height());
+    assert_eq!(r.top1.len(), GeneratorConfig::test_tiny().num_stages());
+    assert_eq!(r.ari.len(), GeneratorConfig::test_tiny().num_structure_stages());
+}
+
 #[test]
 fn zero_images_is_a_one_line_error() {
     let (_serial, dev, tcfg, tok, data) = setup();
