@@ -962,8 +962,17 @@ fn encode(
 /// Where no terminal shows the progress bar (logs, CI), print a plain line every 2% of the run.
 fn log_if_hidden(pb: &ProgressBar, step: u64, total: u64, msg: &str) {
     if pb.is_hidden() && (step % (total / 50).max(1) == 0 || step == total) {
-        eprintln!("step {step}/{total}: {msg}");
+        // The bar's own [elapsed<ETA] is not drawn when stderr is not a terminal (a log file).
+        let elapsed = pb.elapsed().as_secs_f64();
+        let eta = if step > 0 { elapsed * total.saturating_sub(step) as f64 / step as f64 } else { 0.0 };
+        eprintln!("step {step}/{total} [{}<{}]: {msg}", hms(elapsed), hms(eta));
     }
+}
+
+/// Seconds as h:mm:ss.
+fn hms(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
