@@ -273,6 +273,10 @@ enum Command {
         /// branch, which cannot tell where a token sits (docs/training.md).
         #[arg(long)]
         structure_positions: Option<OnOff>,
+        /// Read the structure head as context logits on top of each bit's own posterior (on/off;
+        /// default: the preset's — on for small and test-tiny, off for the paper's shapes).
+        #[arg(long)]
+        structure_context_logits: Option<OnOff>,
     },
     /// Print presets, parameter counts and the backend in use.
     Info {
@@ -742,6 +746,7 @@ fn run(cli: Cli) -> Result<()> {
             eval_every,
             eval_images,
             structure_positions,
+            structure_context_logits,
         }) => {
             let b = pick_backend(cli.backend)?;
             let mut shape = GeneratorConfig::preset(&p).ok_or_else(|| {
@@ -749,6 +754,9 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             if let Some(on) = structure_positions {
                 shape.structure_positions = on == OnOff::On;
+            }
+            if let Some(on) = structure_context_logits {
+                shape.structure_context_logits = on == OnOff::On;
             }
             let (tmeta, tok) = load_tokenizer(&model.join("tokenizer"), None, &b.device)
                 .map_err(|e| anyhow!("{e} (train one first: train-tokenizer --out {}/tokenizer)", model.display()))?;

@@ -25,7 +25,7 @@ use crate::model::{Tokenizer, TokenizerConfig};
 use crate::sampler::streams::normal;
 use crate::pipeline::tensor_to_images;
 use crate::sampler::{ImageJob, SamplerSettings, sample, structure_flow};
-use crate::train::generator::{Branches, GeneratorStep, GeneratorTrainOptions, load_generator, train_generator};
+use crate::train::generator::{Branches, GeneratorStep, GeneratorTrainOptions, load_generator, overfit_subset, train_generator};
 use crate::train::monitor::{HeldOut, StageValues, TrainStats, content_top1};
 use crate::train::tokenizer::{TrainError, split_indices};
 
@@ -158,7 +158,7 @@ pub fn run_overfit(
 
     // The same images the run trained on (train_generator's subset rule).
     let (train, _) = split_indices(data.len(), topts.holdout_fraction, topts.seed);
-    let subset: Vec<usize> = (0..opts.images).map(|i| train[i * train.len() / opts.images]).collect();
+    let subset = overfit_subset(&train, opts.images, data)?;
     let take: Vec<usize> = train.iter().copied().take(topts.scale_images).collect();
     let stats = TrainStats::measure(tokenizer, tcfg, data, &take, device)?;
     let cfg = model.config().clone();

@@ -71,6 +71,14 @@ pub struct GeneratorConfig {
     /// (docs/training.md). Checkpoints written before it existed read as off.
     #[serde(default)]
     pub structure_positions: bool,
+    /// Read the structure head as per-bit context logits λ instead of the velocity itself
+    /// ([`context_logit_velocity`]): v = (z − tanh(z(1 − t)/t² + λ))/t, 0 on known channels.
+    /// λ = 0 is exactly the best predictor that sees only each bit's own flow value (which the
+    /// plain head has to learn first, and on the emoji set did not within a short run); the
+    /// network only learns what the image, the class and the other positions add. Not in the
+    /// paper (off for its shapes and the reference vectors; docs/training.md, finding 2).
+    #[serde(default)]
+    pub structure_context_logits: bool,
 }
 
 impl GeneratorConfig {
@@ -90,6 +98,7 @@ impl GeneratorConfig {
             grid_side: 16,
             scale_factors: PAPER_SCALE_FACTORS.to_vec(),
             structure_positions: false,
+            structure_context_logits: false,
         }
     }
 
@@ -109,6 +118,7 @@ impl GeneratorConfig {
             grid_side: 8,
             scale_factors: vec![1.0; 8],
             structure_positions: true,
+            structure_context_logits: true,
         }
     }
 
@@ -127,6 +137,7 @@ impl GeneratorConfig {
             grid_side: 4,
             scale_factors: vec![1.0; 6],
             structure_positions: true,
+            structure_context_logits: true,
         }
     }
 
@@ -146,6 +157,7 @@ impl GeneratorConfig {
             grid_side: 16,
             scale_factors: PAPER_SCALE_FACTORS.to_vec(),
             structure_positions: false,
+            structure_context_logits: false,
         }
     }
 
@@ -405,6 +417,27 @@ pub fn structure_position_table(cfg: &GeneratorConfig) -> Option<Vec<f32>> {
     Some(out)
 }
 
+/// Smallest flow time the context-logit head divides by (t is never below it in sampling; in
+/// training a logit-normal t under 1e-4 is vanishingly rare).
+pub const CONTEXT_LOGIT_MIN_T: f32 = 1e-4;
+
+/// The velocity of the context-logit structure head (`structure_context_logits`), on the host:
+/// for unknown channels j ≥ `stage`, with λ the head's output,
+/// v = (z − tanh(z·(1 − t)/t² + λ))/t — the posterior mean of a ±1 bit whose own noisy value
+/// is z = tε + (1 − t)b, shifted by the log-odds λ the context adds; known channels get 0.
+/// `out` holds λ on entry and v on return, `[B, L, bits]`; `t` has one value per image.
+pub fn context_logit_velocity(out: &mut [f32], z: &[f32], t: &[f32], stage: usize, bits: usize) {
+    let per_image = out.len() / t.len().max(1);
+    for (bi, &tb) in t.iter().enumerate() {
+        let tb = tb.max(CONTEXT_LOGIT_MIN_T);
+        let gain = (1.0 - tb) / (tb * tb);
+        let range = bi * per_image..(bi + 1) * per_image;
+        for (i, (o, &zv)) in out[range.clone()].iter_mut().zip(&z[range]).enumerate() {
+            *o = if i % bits < stage { 0.0 } else { (zv - (zv * gain + *o).tanh()) / tb };
+        }
+    }
+}
+
 fn int_ids(ids: &[usize], device: &Device) -> Tensor<1, Int> {
     let v: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
     Tensor::from_data(TensorData::new(v, [ids.len()]), device)
@@ -630,12 +663,27 @@ impl NvgGenerator {
         let l = cfg.num_positions();
 
         let vec = self.structure_vec(stage, classes, t, &device);
-        let mut tokens = self.structure_tokens(classes, canvas_next, z);
+        let mut tokens = self.structure_tokens(classes, canvas_next, z.clone());
         let rope = self.structure_rope(stage, labels, &device);
         for block in &self.structure_blocks {
             tokens = block.forward(tokens, vec.clone(), &rope);
         }
-        self.structure_head.forward(tokens.narrow(1, 1 + l, l), vec)
+        let head = self.structure_head.forward(tokens.narrow(1, 1 + l, l), vec);
+        if !cfg.structure_context_logits {
+            return head;
+        }
+        // The context-logit head (see `context_logit_velocity`, its host twin).
+        let b = classes.len();
+        let bits = cfg.num_bits();
+        let ts: Vec<f32> = (0..b).map(|i| t[if t.len() == 1 { 0 } else { i }].max(CONTEXT_LOGIT_MIN_T)).collect();
+        let gain: Vec<f32> = ts.iter().map(|&t| (1.0 - t) / (t * t)).collect();
+        let inv_t: Vec<f32> = ts.iter().map(|&t| 1.0 / t).collect();
+        let gain: Tensor<3> = Tensor::from_data(TensorData::new(gain, [b, 1, 1]), &device);
+        let inv_t: Tensor<3> = Tensor::from_data(TensorData::new(inv_t, [b, 1, 1]), &device);
+        let unknown: Vec<f32> = (0..bits).map(|j| if j < stage { 0.0 } else { 1.0 }).collect();
+        let unknown: Tensor<3> = Tensor::from_data(TensorData::new(unknown, [1, 1, bits]), &device);
+        let posterior = (z.clone() * gain + head).tanh();
+        (z - posterior) * inv_t * unknown
     }
 
     /// Loads reference weights stored as safetensors with the official key names (no prefix),

@@ -22,7 +22,7 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use super::bf16::{self, PackedB};
-use super::generator::{NvgGenerator, structure_position_table, time_embedding_values};
+use super::generator::{NvgGenerator, context_logit_velocity, structure_position_table, time_embedding_values};
 use super::kernels;
 use super::tokenizer::to_vec_f32;
 use super::transformer::{HEAD_DIM, LastLayer, NORM_EPS, ParallelBlock, rope_tables};
@@ -570,6 +570,8 @@ pub struct HostGenerator {
     structure_head: HostLast,
     /// The fixed position table added to the canvas-condition and flow tokens, `[L × W_s]`.
     structure_positions: Option<Vec<f32>>,
+    /// Whether the structure head gives context logits (`structure_context_logits`).
+    context_logits: bool,
     precision: Precision,
 }
 
@@ -611,6 +613,7 @@ impl HostGenerator {
             structure_blocks: g.structure_blocks.iter().map(|b| HostBlock::new(b, precision)).collect(),
             structure_head: HostLast::new(&g.structure_head),
             structure_positions: structure_position_table(cfg),
+            context_logits: cfg.structure_context_logits,
             precision,
         }
     }
@@ -731,7 +734,11 @@ impl HostGenerator {
             for blk in &self.structure_blocks {
                 blk.forward(&mut x, tt, &vec, &prep.cos[b], &prep.sin[b], ws);
             }
-            self.structure_head.forward(&x[(1 + l) * w..], l, &vec)
+            let mut v = self.structure_head.forward(&x[(1 + l) * w..], l, &vec);
+            if self.context_logits {
+                context_logit_velocity(&mut v, &z[b * l * bits..(b + 1) * l * bits], &[t], prep.stage, bits);
+            }
+            v
         };
         per_image(b_count, one)
     }

@@ -84,9 +84,8 @@ pub struct GeneratorTrainOptions {
     /// Which branches are trained (both by default; one alone for the overfit diagnostics).
     #[serde(default)]
     pub branches: Branches,
-    /// Train on N training images only, evenly spread over the split (the overfit
-    /// diagnostics); the held-out
-    /// batch is then those same images.
+    /// Train on N training images only, of as many classes as possible ([`overfit_subset`];
+    /// the overfit diagnostics); the held-out batch is then those same images.
     #[serde(default)]
     pub subset: Option<usize>,
 }
@@ -236,6 +235,35 @@ fn optimizer(opts: &GeneratorTrainOptions) -> ModuleOptimizer {
         .init()
 }
 
+/// The `n` training images an overfit run memorises: as many classes as possible, spread over
+/// the class list (n ≤ classes: classes i·k/n, each its first image in the split), then round
+/// after round one more image per class. Distinct classes matter: at the first split the only
+/// things that tell two images apart are the class and one code, so two images of one class
+/// whose codes are close are ambiguous, and memorising them is not what the proof is about.
+pub fn overfit_subset(train: &[usize], n: usize, data: &dyn ImageSource) -> Result<Vec<usize>, TrainError> {
+    let mut by_class: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
+    for &i in train {
+        let (_, c) = data.get(i).map_err(|e| TrainError::Data(e.to_string()))?;
+        by_class.entry(c).or_default().push(i);
+    }
+    let classes: Vec<&Vec<usize>> = by_class.values().collect();
+    let k = classes.len();
+    if n <= k {
+        return Ok((0..n).map(|i| classes[i * k / n][0]).collect());
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut round = 0;
+    while out.len() < n {
+        for items in &classes {
+            if let Some(&i) = items.get(round).filter(|_| out.len() < n) {
+                out.push(i);
+            }
+        }
+        round += 1;
+    }
+    Ok(out)
+}
+
 /// Derives the generator configuration for a tokenizer and a data set from a shape preset.
 pub fn fit_config(shape: &GeneratorConfig, tcfg: &TokenizerConfig, num_classes: usize, scale: Vec<f32>) -> GeneratorConfig {
     GeneratorConfig {
@@ -314,8 +342,7 @@ pub fn train_generator(
         Some(n) if n > train.len() => {
             return Err(TrainError::Options(format!("--images {n}: the training split has only {} images", train.len())));
         }
-        // Evenly spread over the (sorted) split, so that a small subset covers many classes.
-        Some(n) => (0..n).map(|i| train[i * train.len() / n]).collect(),
+        Some(n) => overfit_subset(&train, n, data)?,
         None => train,
     };
     // The held-out batch: fixed images (the training subset itself in the overfit runs), fixed
