@@ -269,12 +269,14 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         eval_images: usize,
         /// Give the structure branch the fixed position table (on/off; default: the preset's —
-        /// on for small and test-tiny, off for the paper's shapes). Off reproduces the paper's
-        /// branch, which cannot tell where a token sits (docs/training.md).
+        /// on for small and test-tiny, off for the paper's shapes; with --resume, the run's own).
+        /// Off reproduces the paper's branch, which cannot tell where a token sits
+        /// (docs/training.md).
         #[arg(long)]
         structure_positions: Option<OnOff>,
         /// Read the structure head as context logits on top of each bit's own posterior (on/off;
-        /// default: the preset's — on for small and test-tiny, off for the paper's shapes).
+        /// default: the preset's — on for small and test-tiny, off for the paper's shapes; with
+        /// --resume, the run's own).
         #[arg(long)]
         structure_context_logits: Option<OnOff>,
     },
@@ -752,6 +754,18 @@ fn run(cli: Cli) -> Result<()> {
             let mut shape = GeneratorConfig::preset(&p).ok_or_else(|| {
                 anyhow!("unknown generator preset '{p}': expected one of {}", GeneratorConfig::PRESETS.join(", "))
             })?;
+            // Resuming without the switches keeps the run's own choice (checkpoints written
+            // before the switches existed have both off).
+            let resumed = resume
+                .then(|| {
+                    let dir = model.join("generator").join(nvg_studio::train::generator::TRAIN_STATE_DIR);
+                    nvg_studio::model::checkpoint::read_meta::<GeneratorConfig>(&dir, nvg_studio::train::generator::GENERATOR_KIND).ok()
+                })
+                .flatten();
+            if let Some(meta) = &resumed {
+                shape.structure_positions = meta.config.structure_positions;
+                shape.structure_context_logits = meta.config.structure_context_logits;
+            }
             if let Some(on) = structure_positions {
                 shape.structure_positions = on == OnOff::On;
             }
@@ -970,10 +984,9 @@ fn encode(
 /// Where no terminal shows the progress bar (logs, CI), print a plain line every 2% of the run.
 fn log_if_hidden(pb: &ProgressBar, step: u64, total: u64, msg: &str) {
     if pb.is_hidden() && (step % (total / 50).max(1) == 0 || step == total) {
-        // The bar's own [elapsed<ETA] is not drawn when stderr is not a terminal (a log file).
-        let elapsed = pb.elapsed().as_secs_f64();
-        let eta = if step > 0 { elapsed * total.saturating_sub(step) as f64 / step as f64 } else { 0.0 };
-        eprintln!("step {step}/{total} [{}<{}]: {msg}", hms(elapsed), hms(eta));
+        // The bar's own [elapsed<ETA] is not drawn when stderr is not a terminal (a log file);
+        // indicatif's ETA follows the recent step rate, so a resumed run's is right too.
+        eprintln!("step {step}/{total} [{}<{}]: {msg}", hms(pb.elapsed().as_secs_f64()), hms(pb.eta().as_secs_f64()));
     }
 }
 

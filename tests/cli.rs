@@ -223,6 +223,9 @@ fn training_diagnostics_give_one_line_errors() {
     let (ok, _, err) = train(&["--resume", "--structure-positions", "off"]);
     assert!(!ok);
     assert_clean_error(&err, "structure_positions");
+    // Without the switches, a resumed run keeps its own choice.
+    let (ok, _, err) = train(&["--resume"]);
+    assert!(ok, "{err}");
 
     // plot-training draws the log it finds, and names a folder that holds none.
     let png = dir.path().join("curves.png");

@@ -159,7 +159,8 @@ pub fn run_overfit(
     // The same images the run trained on (train_generator's subset rule).
     let (train, _) = split_indices(data.len(), topts.holdout_fraction, topts.seed);
     let subset = overfit_subset(&train, opts.images, data)?;
-    let take: Vec<usize> = train.iter().copied().take(topts.scale_images).collect();
+    // Baseline statistics from the subset, as train_generator logged them.
+    let take: Vec<usize> = subset.iter().copied().take(topts.scale_images.max(1)).collect();
     let stats = TrainStats::measure(tokenizer, tcfg, data, &take, device)?;
     let cfg = model.config().clone();
     let held = HeldOut::new(tokenizer, tcfg, data, &subset, &stats, cfg.num_structure_stages(), opts.seed, device)?;

@@ -427,7 +427,14 @@ pub const CONTEXT_LOGIT_MIN_T: f32 = 1e-4;
 /// is z = tε + (1 − t)b, shifted by the log-odds λ the context adds; known channels get 0.
 /// `out` holds λ on entry and v on return, `[B, L, bits]`; `t` has one value per image.
 pub fn context_logit_velocity(out: &mut [f32], z: &[f32], t: &[f32], stage: usize, bits: usize) {
-    let per_image = out.len() / t.len().max(1);
+    assert!(
+        !t.is_empty() && out.len() == z.len() && out.len() % (t.len() * bits.max(1)) == 0,
+        "context_logit_velocity: {} outputs, {} flow values, {} times, {bits} bits do not fit",
+        out.len(),
+        z.len(),
+        t.len()
+    );
+    let per_image = out.len() / t.len();
     for (bi, &tb) in t.iter().enumerate() {
         let tb = tb.max(CONTEXT_LOGIT_MIN_T);
         let gain = (1.0 - tb) / (tb * tb);

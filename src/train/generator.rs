@@ -360,7 +360,7 @@ pub fn train_generator(
     };
     let mut log = TrainLog::open(out, start)?;
     if let Some(h) = &heldout {
-        if start == 0 {
+        if start == 0 || !log.has_baseline() {
             log.write(0, "baseline", &h.baselines.rows)?;
         }
     }

@@ -7,7 +7,8 @@
 //! - structure stage k: `structure` = MSE(v̂, ε − b) over all S − 1 channels, and
 //!   `structure_decision` = the same MSE on channel k only, the one Split reads at stage k.
 //!
-//! Baselines (computed on exactly the held-out samples the model is scored on):
+//! Baselines (scored on exactly the held-out samples the model is scored on; the unigram code
+//! frequencies and the mean canvas are counted on training images):
 //! - `structure_baseline_mean`: a constant per (stage, channel) — the mean velocity target;
 //! - `structure_baseline_ctxfree`: the best predictor that looks at nothing but its own flow
 //!   value and t — no image, no class, no neighbour. For an unknown bit b ∈ {−1, +1} with a
@@ -31,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::ImageSource;
 use crate::granularity::Hierarchy;
-use crate::model::generator::NvgGenerator;
+use crate::model::generator::{NvgGenerator, context_logit_velocity};
 use crate::model::tokenizer::{Encoded, to_vec_f32};
 use crate::model::{Tokenizer, TokenizerConfig};
 use crate::pipeline::images_to_tensor;
@@ -119,20 +120,11 @@ impl FlowSample {
         (0..b).map(|_| 1.0 / (1.0 + (-normal(rng)).exp())).collect()
     }
 
-    /// The context-free denoiser's velocity for this sample (see the module docs).
-    pub fn ctxfree_prediction(&self, l: usize, bits: usize) -> Vec<f32> {
+    /// The context-free denoiser's velocity for this sample (see the module docs): the
+    /// context-logit head with λ = 0 ([`context_logit_velocity`]).
+    pub fn ctxfree_prediction(&self, bits: usize) -> Vec<f32> {
         let mut v = vec![0f32; self.z.len()];
-        for (bi, &t) in self.t.iter().enumerate() {
-            let t = (t as f64).max(1e-6);
-            for p in 0..l {
-                for j in self.stage..bits {
-                    let i = (bi * l + p) * bits + j;
-                    let z = self.z[i] as f64;
-                    let m = (z * (1.0 - t) / (t * t)).tanh();
-                    v[i] = ((z - m) / t) as f32;
-                }
-            }
-        }
+        context_logit_velocity(&mut v, &self.z, &self.t, self.stage, bits);
         v
     }
 }
@@ -233,7 +225,7 @@ pub fn batch_losses(model: &NvgGenerator, batch: &TeacherBatch, content: &[usize
     let (l, bits) = (cfg.num_positions(), cfg.num_bits());
     let b = batch.len();
     let enc = &batch.enc;
-    let device = model_device(model);
+    let device = model.device();
     let target_x = enc.quantized.canvases[s_count].clone();
     let mut out = BranchLosses { content: Vec::new(), structure: Vec::new() };
     for &i in content {
@@ -254,10 +246,6 @@ pub fn batch_losses(model: &NvgGenerator, batch: &TeacherBatch, content: &[usize
         out.structure.push((k, e2.mean(), per));
     }
     out
-}
-
-fn model_device(model: &NvgGenerator) -> Device {
-    model.device()
 }
 
 fn code_targets(batch: &TeacherBatch, stage: usize, device: &Device) -> Tensor<3, Int> {
@@ -314,8 +302,7 @@ impl TrainStats {
                 }
             }
             let x = to_vec_f32(enc.quantized.canvases[s].clone());
-            for (bi, img) in x.chunks(lc).enumerate() {
-                let _ = bi;
+            for img in x.chunks(lc) {
                 for (a, &v) in sum.iter_mut().zip(img) {
                     *a += v as f64;
                 }
@@ -411,7 +398,7 @@ impl HeldOut {
             }
             rows.push(("structure_baseline_mean", k, all));
             rows.push(("structure_decision_baseline_mean", k, decision));
-            let pred = f.ctxfree_prediction(l, bits);
+            let pred = f.ctxfree_prediction(bits);
             let (mut all, mut decision) = (0.0, 0.0);
             for (i, (p, t)) in pred.iter().zip(&f.target).enumerate() {
                 let e = (*p as f64 - *t as f64).powi(2);
@@ -498,6 +485,7 @@ impl Accumulator {
 pub struct TrainLog {
     path: PathBuf,
     file: File,
+    has_baseline: bool,
 }
 
 impl TrainLog {
@@ -523,7 +511,14 @@ impl TrainLog {
         }
         std::fs::write(&path, text).map_err(io)?;
         let file = OpenOptions::new().append(true).open(&path).map_err(io)?;
-        Ok(Self { path, file })
+        let has_baseline = keep.iter().any(|l| l.split(',').nth(1) == Some("baseline"));
+        Ok(Self { path, file, has_baseline })
+    }
+
+    /// Whether the log (as kept on opening) holds baseline rows; a run resumed from a log
+    /// written before baselines existed writes them again.
+    pub fn has_baseline(&self) -> bool {
+        self.has_baseline
     }
 
     /// Appends rows `(metric, stage, value)` of one split at `step`.
@@ -637,7 +632,7 @@ mod tests {
         let t = FlowSample::times(&mut rng, b);
         let f = FlowSample::new(1, &full, &eps, t, l, bits);
         let loss = |pred: &[f32]| pred.iter().zip(&f.target).map(|(p, t)| ((p - t) as f64).powi(2)).sum::<f64>() / pred.len() as f64;
-        let best = loss(&f.ctxfree_prediction(l, bits));
+        let best = loss(&f.ctxfree_prediction(bits));
         let constant = loss(&vec![0.0; f.target.len()]);
         assert!(best < 0.8 * constant, "denoiser {best} vs constant {constant}");
         for scale in [0.8f64, 1.2] {
