@@ -221,15 +221,8 @@ enum Command {
         /// Model directory; its tokenizer/ must exist, generator/ is written.
         #[arg(long)]
         model: PathBuf,
-        /// Image folder, one sub-folder per class (default: the bundled emoji set).
-        #[arg(long, conflicts_with = "synthetic")]
-        data: Option<PathBuf>,
-        /// Train on N procedurally drawn shape images instead of a folder.
-        #[arg(long)]
-        synthetic: Option<usize>,
-        /// Shape preset (small, test-tiny, reference-tiny, d16, d20, d24).
-        #[arg(long, default_value = "small")]
-        preset: String,
+        #[command(flatten)]
+        source: cli::GeneratorDataArgs,
         /// Total optimisation steps.
         #[arg(long, default_value_t = 4000)]
         steps: u64,
@@ -732,9 +725,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::TrainGenerator {
             model,
-            data,
-            synthetic,
-            preset: p,
+            source: cli::GeneratorDataArgs { data, synthetic, preset: p },
             steps,
             batch,
             lr,

@@ -43,15 +43,8 @@ pub enum DiagnoseCmd {
         /// Model directory whose tokenizer/ is used (frozen).
         #[arg(long, default_value = crate::DEFAULT_MODEL)]
         model: PathBuf,
-        /// Image folder, one sub-folder per class (default: the bundled emoji set).
-        #[arg(long, conflicts_with = "synthetic")]
-        data: Option<PathBuf>,
-        /// N procedurally drawn shape images instead of a folder.
-        #[arg(long)]
-        synthetic: Option<usize>,
-        /// Generator shape preset.
-        #[arg(long, default_value = "small")]
-        preset: String,
+        #[command(flatten)]
+        source: super::GeneratorDataArgs,
         /// Images to memorise.
         #[arg(long, default_value_t = 16)]
         images: usize,
@@ -82,7 +75,8 @@ pub enum DiagnoseCmd {
 /// Runs a diagnose subcommand.
 pub fn run(cmd: DiagnoseCmd, backend: &nvg_studio::backend::Backend) -> Result<()> {
     match cmd {
-        DiagnoseCmd::Overfit { model, data, synthetic, preset, images, branch, steps, batch, lr, flow_steps, seed, out } => {
+        DiagnoseCmd::Overfit { model, source, images, branch, steps, batch, lr, flow_steps, seed, out } => {
+            let super::GeneratorDataArgs { data, synthetic, preset } = source;
             if images == 0 {
                 return Err(anyhow!("--images 0: need at least 1 image to overfit"));
             }
