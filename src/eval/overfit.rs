@@ -173,9 +173,14 @@ pub fn run_overfit(
             (k, v, b.get("structure_baseline_mean", k).unwrap_or(f64::NAN), b.get("structure_baseline_ctxfree", k).unwrap_or(f64::NAN))
         })
         .collect();
-    let stages: Vec<usize> = (0..cfg.num_stages()).collect();
-    let top1 = content_top1(&model, &held.batch, &stages);
-    let ari = regenerate_maps(&model, &held, opts.flow_steps, opts.seed)?;
+    // Score only what was trained: an untrained branch's figures mean nothing.
+    let top1 = if opts.branches.content() {
+        let stages: Vec<usize> = (0..cfg.num_stages()).collect();
+        content_top1(&model, &held.batch, &stages)?
+    } else {
+        Vec::new()
+    };
+    let ari = if opts.branches.structure() { regenerate_maps(&model, &held, opts.flow_steps, opts.seed)? } else { Vec::new() };
     let sheet = if opts.branches == Branches::Both { Some(regenerated_sheet(&model, tokenizer, tcfg, &held, opts.flow_steps, opts.seed)?) } else { None };
     Ok(OverfitReport { branches: opts.branches, images: opts.images, steps: opts.steps, seconds, values, structure, ari, top1, sheet })
 }

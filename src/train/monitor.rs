@@ -257,7 +257,7 @@ fn code_targets(batch: &TeacherBatch, stage: usize, device: &Device) -> Tensor<3
 
 /// Top-1 accuracy of the content logits per stage: the share of clusters (over the batch)
 /// whose most likely code is the tokenizer's code. Clusters of stage i count 2^i each.
-pub fn content_top1(model: &NvgGenerator, batch: &TeacherBatch, stages: &[usize]) -> Vec<(usize, f64)> {
+pub fn content_top1(model: &NvgGenerator, batch: &TeacherBatch, stages: &[usize]) -> Result<Vec<(usize, f64)>, TrainError> {
     let enc = &batch.enc;
     stages
         .iter()
@@ -265,10 +265,15 @@ pub fn content_top1(model: &NvgGenerator, batch: &TeacherBatch, stages: &[usize]
             let labels: Vec<&[u32]> = enc.hierarchies.iter().map(|h| h.map(i)).collect();
             let (_, logits) = model.content_forward(i, &batch.classes, enc.quantized.canvases[i].clone(), &labels);
             let dims = logits.dims();
-            let pred = logits.argmax(2).into_data().convert::<i64>().try_into_vec::<i64>().unwrap_or_default();
+            let pred = logits
+                .argmax(2)
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .map_err(|e| TrainError::Options(format!("reading the content predictions of stage {i}: {e:?}")))?;
             let truth: Vec<i64> = enc.quantized.codes.iter().flat_map(|c| c[i].iter().map(|&x| x as i64)).collect();
             let hits = pred.iter().zip(&truth).filter(|(a, b)| a == b).count();
-            (i, hits as f64 / (dims[0] * dims[1]).max(1) as f64)
+            Ok((i, hits as f64 / (dims[0] * dims[1]).max(1) as f64))
         })
         .collect()
 }
