@@ -290,6 +290,11 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Train the judge of `eval` on the emoji set's training split and measure it on the
+    /// held-out emoji (accuracy per class, confusion matrix).
+    ///
+    /// Example: nvg-studio train-judge --steps 3000 --out runs/judge
+    TrainJudge(cli::judge::TrainJudgeArgs),
     /// Diagnostics of training: overfit proofs per branch.
     ///
     /// Example: nvg-studio diagnose overfit --images 16 --branch structure --out runs/overfit
@@ -808,6 +813,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("curves: {} (from {})", out.display(), log.display());
             Ok(())
         }
+        Some(Command::TrainJudge(a)) => cli::judge::run(a, &pick_backend(cli.backend)?),
         Some(Command::Diagnose { cmd }) => cli::diagnose::run(cmd, &pick_backend(cli.backend)?),
     }
 }

@@ -2,6 +2,7 @@
 //! of `main.rs` here).
 
 pub mod diagnose;
+pub mod judge;
 
 use std::path::PathBuf;
 

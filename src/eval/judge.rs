@@ -44,12 +44,16 @@ pub struct JudgeConfig {
     pub widths: Vec<usize>,
     /// 3×3 convolutions per level.
     pub convs_per_level: usize,
+    /// Identity shortcuts around every convolution after a level's first (same width in and
+    /// out): `h + relu(bn(conv(h)))`. Off in judges saved before the option existed.
+    #[serde(default)]
+    pub residual: bool,
 }
 
 impl JudgeConfig {
     /// The default judge for `num_classes` classes of 32×32 images.
     pub fn new(num_classes: usize) -> Self {
-        Self { image_size: 32, num_classes, widths: vec![32, 64, 128], convs_per_level: 2 }
+        Self { image_size: 32, num_classes, widths: vec![32, 64, 128], convs_per_level: 2, residual: false }
     }
 
     /// Dimension of the features.
@@ -101,6 +105,7 @@ pub struct Judge {
     layers: Vec<ConvBn>,
     head: Linear,
     per_level: usize,
+    residual: bool,
 }
 
 impl Judge {
@@ -114,7 +119,12 @@ impl Judge {
                 cin = w;
             }
         }
-        Self { layers, head: LinearConfig::new(cin, cfg.num_classes).init(device), per_level: cfg.convs_per_level }
+        Self {
+            layers,
+            head: LinearConfig::new(cin, cfg.num_classes).init(device),
+            per_level: cfg.convs_per_level,
+            residual: cfg.residual,
+        }
     }
 
     /// Penultimate features `[B, F]` of images `[B, 3, S, S]` in [-1, 1].
@@ -122,7 +132,7 @@ impl Judge {
         let levels = self.layers.len() / self.per_level.max(1);
         let mut h = x;
         for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(h);
+            h = if self.residual && i % self.per_level.max(1) != 0 { h.clone() + layer.forward(h) } else { layer.forward(h) };
             let level = i / self.per_level.max(1);
             if (i + 1) % self.per_level.max(1) == 0 && level + 1 < levels {
                 h = MaxPool2dConfig::new([2, 2]).init().forward(h);
@@ -282,6 +292,22 @@ pub fn train_judge(
     device: &Device,
     progress: &mut dyn FnMut(&JudgeStep),
 ) -> Result<Judge, JudgeError> {
+    train_judge_monitored(cfg, images, labels, opts, device, progress, 0, &mut |_, _| {})
+}
+
+/// [`train_judge`] that also hands the current weights (inference mode) to `checkpoint` after
+/// every `every` steps (never when `every` is 0), e.g. to measure held-out accuracy on the way.
+#[allow(clippy::too_many_arguments)]
+pub fn train_judge_monitored(
+    cfg: &JudgeConfig,
+    images: &[RgbImageF],
+    labels: &[usize],
+    opts: &JudgeTrainOptions,
+    device: &Device,
+    progress: &mut dyn FnMut(&JudgeStep),
+    every: u64,
+    checkpoint: &mut dyn FnMut(u64, &Judge),
+) -> Result<Judge, JudgeError> {
     cfg.validate().map_err(JudgeError::Invalid)?;
     if images.len() != labels.len() || images.is_empty() {
         return Err(JudgeError::Invalid(format!("{} images for {} labels", images.len(), labels.len())));
@@ -336,6 +362,9 @@ pub fn train_judge(
         model = optim.step(lr_at(opts, step), model, grads);
         let hits = pred.iter().zip(&targets).filter(|(p, t)| p == t).count();
         progress(&JudgeStep { step: step + 1, total: opts.steps, loss: loss_v, batch_accuracy: hits as f64 / b as f64 });
+        if every > 0 && (step + 1) % every == 0 && step + 1 < opts.steps {
+            checkpoint(step + 1, &model.valid());
+        }
     }
     Ok(model.valid())
 }
@@ -360,6 +389,17 @@ pub fn accuracy(preds: &[usize], labels: &[usize]) -> f64 {
         return 0.0;
     }
     preds.iter().zip(labels).filter(|(p, l)| p == l).count() as f64 / preds.len() as f64
+}
+
+/// Confusion matrix `m[true][predicted]` of `k` classes (labels or predictions ≥ `k` are skipped).
+pub fn confusion(preds: &[usize], labels: &[usize], k: usize) -> Vec<Vec<u32>> {
+    let mut m = vec![vec![0u32; k]; k];
+    for (&p, &l) in preds.iter().zip(labels) {
+        if p < k && l < k {
+            m[l][p] += 1;
+        }
+    }
+    m
 }
 
 /// Saves a judge checkpoint directory (kind "judge").

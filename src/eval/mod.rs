@@ -9,6 +9,7 @@ pub mod curves;
 pub mod figures;
 pub mod frechet;
 pub mod judge;
+pub mod judge_run;
 pub mod markdown;
 pub mod overfit;
 pub mod run;

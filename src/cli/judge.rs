@@ -1,0 +1,108 @@
+//! `nvg-studio train-judge`: the judge of `eval`, trained and measured on its own
+//! (src/eval/judge_run.rs).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use nvg_studio::eval::judge::{JudgeConfig, JudgeTrainOptions};
+use nvg_studio::eval::judge_run::{JudgeRunEvent, run_judge_training, top_confusions};
+
+/// Arguments of `train-judge`.
+#[derive(Args)]
+pub struct TrainJudgeArgs {
+    /// Emoji label file (.ron) of the dataset (default: the bundled set).
+    #[arg(long)]
+    pub sheet: Option<PathBuf>,
+    /// Output folder (a judge checkpoint, report.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Channels per level, comma-separated; the last is the feature dimension.
+    #[arg(long, value_delimiter = ',', default_value = "32,64,128")]
+    pub widths: Vec<usize>,
+    /// 3×3 convolutions per level.
+    #[arg(long, default_value_t = 2)]
+    pub convs_per_level: usize,
+    /// Identity shortcuts around the convolutions after each level's first.
+    #[arg(long)]
+    pub residual: bool,
+    /// Optimisation steps.
+    #[arg(long, default_value_t = 600)]
+    pub steps: u64,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Largest random shift in pixels.
+    #[arg(long, default_value_t = 2)]
+    pub max_shift: u32,
+    /// Label smoothing.
+    #[arg(long, default_value_t = 0.1)]
+    pub label_smoothing: f32,
+    /// Measure held-out accuracy every N steps (0 = only at the end).
+    #[arg(long, default_value_t = 200)]
+    pub eval_every: u64,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Runs `train-judge`.
+pub fn run(a: TrainJudgeArgs, backend: &nvg_studio::backend::Backend) -> Result<()> {
+    let labels = a.sheet.clone().unwrap_or_else(|| nvg_studio::bundled(std::path::Path::new(nvg_studio::data::BUNDLED_EMOJI_LABELS)));
+    let classes = nvg_studio::data::EmojiSheet::open(&labels).map_err(|e| anyhow!("{e}"))?.class_names().len();
+    let cfg = JudgeConfig { widths: a.widths.clone(), convs_per_level: a.convs_per_level, residual: a.residual, ..JudgeConfig::new(classes) };
+    cfg.validate().map_err(|e| anyhow!("judge shape: {e}"))?;
+    let opts = JudgeTrainOptions {
+        steps: a.steps,
+        batch_size: a.batch,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        max_shift: a.max_shift,
+        label_smoothing: a.label_smoothing,
+        seed: a.seed,
+        warmup_steps: JudgeTrainOptions::default().warmup_steps.min(a.steps / 10).max(1),
+        ..Default::default()
+    };
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let bar = ProgressBar::new(a.steps);
+    bar.set_style(
+        ProgressStyle::with_template("judge {pos}/{len} [{elapsed_precise} eta {eta}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let report = run_judge_training(&labels, &cfg, &opts, a.eval_every, &a.out, &command, &backend.device, &mut |e| match e {
+        JudgeRunEvent::Step(s) => {
+            bar.set_position(s.step);
+            bar.set_message(format!("loss {:.3}, batch accuracy {:.2}", s.loss, s.batch_accuracy));
+        }
+        JudgeRunEvent::HeldOut(step, acc) => bar.println(format!("step {step}: held-out accuracy {acc:.3}")),
+    })
+    .map_err(|e| anyhow!("{e}"))?;
+    bar.finish_and_clear();
+    println!(
+        "judge: held-out accuracy {:.3} on {} images, training accuracy {:.3} on {}, {} parameters, {:.0} s",
+        report.heldout_accuracy,
+        report.heldout_images,
+        report.train_accuracy,
+        report.train_images,
+        report.parameters,
+        report.train_seconds
+    );
+    let names: Vec<&str> = report.per_class.iter().map(|(n, _, _)| n.as_str()).collect();
+    for (n, count, recall) in &report.per_class {
+        println!("  {n:<16} {count:>3} held out, recall {recall:.2}");
+    }
+    println!("most frequent confusions (true → predicted):");
+    for (t, p, c) in top_confusions(&report.confusion, 10) {
+        println!("  {} → {}: {c}", names[t], names[p]);
+    }
+    println!("saved {}", a.out.display());
+    Ok(())
+}
