@@ -43,6 +43,12 @@ pub struct TrainJudgeArgs {
     /// Largest random shift in pixels.
     #[arg(long, default_value_t = 2)]
     pub max_shift: u32,
+    /// Random zoom: scale drawn log-uniformly from [1/(1+s), 1+s].
+    #[arg(long, default_value_t = 0.0)]
+    pub max_scale: f32,
+    /// Largest random rotation in degrees.
+    #[arg(long, default_value_t = 0.0)]
+    pub max_rotation: f32,
     /// Label smoothing.
     #[arg(long, default_value_t = 0.1)]
     pub label_smoothing: f32,
@@ -66,6 +72,8 @@ pub fn run(a: TrainJudgeArgs, backend: &nvg_studio::backend::Backend) -> Result<
         lr: a.lr,
         weight_decay: a.weight_decay,
         max_shift: a.max_shift,
+        max_scale: a.max_scale,
+        max_rotation_deg: a.max_rotation,
         label_smoothing: a.label_smoothing,
         seed: a.seed,
         warmup_steps: JudgeTrainOptions::default().warmup_steps.min(a.steps / 10).max(1),

@@ -167,6 +167,12 @@ pub struct JudgeTrainOptions {
     pub flip: bool,
     /// Largest random shift in pixels (0 = none).
     pub max_shift: u32,
+    /// Random zoom: the scale is drawn log-uniformly from [1/(1+s), 1+s] (0 = none).
+    #[serde(default)]
+    pub max_scale: f32,
+    /// Largest random rotation in degrees (0 = none).
+    #[serde(default)]
+    pub max_rotation_deg: f32,
     /// Seed of initialisation, batches and augmentation.
     pub seed: u64,
 }
@@ -182,6 +188,8 @@ impl Default for JudgeTrainOptions {
             label_smoothing: 0.1,
             flip: true,
             max_shift: 2,
+            max_scale: 0.0,
+            max_rotation_deg: 0.0,
             seed: 0,
         }
     }
@@ -224,6 +232,65 @@ pub fn prepare(images: &[RgbImage], size: u32) -> Vec<RgbImageF> {
             RgbImageF::from_rgb8(&img).unwrap_or_else(|| RgbImageF::filled(size, [1.0, 1.0, 1.0]))
         })
         .collect()
+}
+
+/// One random augmentation: flip, then zoom by `scale` and rotate by `angle` (radians) about the
+/// centre, then shift by whole pixels.
+#[derive(Clone, Copy, Debug)]
+struct Warp {
+    flip: bool,
+    scale: f32,
+    angle: f32,
+    dx: i32,
+    dy: i32,
+}
+
+impl Warp {
+    fn draw(opts: &JudgeTrainOptions, rng: &mut ChaCha8Rng) -> Self {
+        let flip = opts.flip && rng.random_bool(0.5);
+        let m = opts.max_shift as i32;
+        let (dx, dy) = if m > 0 { (rng.random_range(-m..=m), rng.random_range(-m..=m)) } else { (0, 0) };
+        let s = opts.max_scale.max(0.0);
+        let scale = if s > 0.0 { (rng.random_range(-1.0f32..=1.0) * (1.0 + s).ln()).exp() } else { 1.0 };
+        let r = opts.max_rotation_deg.max(0.0).to_radians();
+        let angle = if r > 0.0 { rng.random_range(-r..=r) } else { 0.0 };
+        Self { flip, scale, angle, dx, dy }
+    }
+
+    fn apply(&self, img: &RgbImageF) -> RgbImageF {
+        if self.scale == 1.0 && self.angle == 0.0 {
+            return augment(img, self.flip, self.dx, self.dy);
+        }
+        // Inverse map from output pixel centres to source coordinates, bilinear, white outside.
+        let s = img.size as usize;
+        let c = (s as f32 - 1.0) / 2.0;
+        let (sin, cos) = self.angle.sin_cos();
+        let plane = s * s;
+        let mut out = RgbImageF::filled(img.size, [1.0, 1.0, 1.0]);
+        let at = |ch: usize, x: i64, y: i64| -> f32 {
+            if x < 0 || y < 0 || x >= s as i64 || y >= s as i64 { 1.0 } else { img.data[ch * plane + y as usize * s + x as usize] }
+        };
+        for y in 0..s {
+            for x in 0..s {
+                let ox = (x as f32 - self.dx as f32) - c;
+                let oy = (y as f32 - self.dy as f32) - c;
+                let mut sx = (cos * ox + sin * oy) / self.scale + c;
+                let sy = (-sin * ox + cos * oy) / self.scale + c;
+                if self.flip {
+                    sx = s as f32 - 1.0 - sx;
+                }
+                let (x0, y0) = (sx.floor(), sy.floor());
+                let (fx, fy) = (sx - x0, sy - y0);
+                let (x0, y0) = (x0 as i64, y0 as i64);
+                for ch in 0..3 {
+                    let top = at(ch, x0, y0) * (1.0 - fx) + at(ch, x0 + 1, y0) * fx;
+                    let bottom = at(ch, x0, y0 + 1) * (1.0 - fx) + at(ch, x0 + 1, y0 + 1) * fx;
+                    out.data[ch * plane + y * s + x] = top * (1.0 - fy) + bottom * fy;
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Flip and shift one image (white fills the border that moves in).
@@ -341,10 +408,7 @@ pub fn train_judge_monitored(
             }
             let i = order[pos];
             pos += 1;
-            let flip = opts.flip && rng.random_bool(0.5);
-            let m = opts.max_shift as i32;
-            let (dx, dy) = if m > 0 { (rng.random_range(-m..=m), rng.random_range(-m..=m)) } else { (0, 0) };
-            batch.push(augment(&images[i], flip, dx, dy));
+            batch.push(Warp::draw(opts, &mut rng).apply(&images[i]));
             targets.push(labels[i] as i64);
         }
         let refs: Vec<&RgbImageF> = batch.iter().collect();
@@ -466,5 +530,20 @@ mod tests {
         let f = augment(&img, true, 0, 0);
         assert_eq!(f.data[3], -1.0);
         assert!(JudgeConfig { image_size: 30, ..cfg.clone() }.validate().is_err());
+        // The affine path agrees with the integer one for a pure shift and flip…
+        let mut grad = RgbImageF::filled(8, [0.0, 0.0, 0.0]);
+        for (i, v) in grad.data.iter_mut().enumerate() {
+            *v = (i % 61) as f32 / 30.0 - 1.0;
+        }
+        let w = Warp { flip: true, scale: 1.0 + 1e-7, angle: 0.0, dx: 2, dy: -1 };
+        let (a, b) = (w.apply(&grad), augment(&grad, true, 2, -1));
+        assert!(a.data.iter().zip(&b.data).all(|(x, y)| (x - y).abs() < 1e-4));
+        // …a quarter turn moves the top-left corner to the bottom-left or top-right…
+        let q = Warp { flip: false, scale: 1.0, angle: std::f32::consts::FRAC_PI_2, dx: 0, dy: 0 }.apply(&img);
+        let corner = [q.data[12], q.data[3]];
+        assert!(corner.iter().any(|v| (v + 1.0).abs() < 1e-4), "{corner:?}");
+        // …and zooming out brings in white.
+        let z = Warp { flip: false, scale: 0.5, angle: 0.0, dx: 0, dy: 0 }.apply(&grad);
+        assert_eq!(z.data[0], 1.0);
     }
 }
