@@ -90,7 +90,11 @@ pub fn run(a: TrainJudgeArgs, backend: &nvg_studio::backend::Backend) -> Result<
             bar.set_position(s.step);
             bar.set_message(format!("loss {:.3}, batch accuracy {:.2}", s.loss, s.batch_accuracy));
         }
-        JudgeRunEvent::HeldOut(step, acc) => bar.println(format!("step {step}: held-out accuracy {acc:.3}")),
+        JudgeRunEvent::HeldOut(step, acc) => {
+            // A hidden bar (stderr not a terminal, e.g. a log file) swallows println.
+            let line = format!("step {step}: held-out accuracy {acc:.3} ({})", bar.message());
+            if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
+        }
     })
     .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
