@@ -162,26 +162,46 @@ each set is compared with the held-out real images ({} images) by the Fréchet d
         s(&r["seed"]),
         s(&sizes["reference"])
     );
-    m += "| set | images | judge accuracy | Fréchet distance |\n|---|---|---|---|\n";
-    m += &format!("| real, held out (the reference) | {} | {} | 0 |\n", s(&sizes["reference"]), pct(&r["judge_accuracy_real"]));
+    let prc = |set: &str, bold: bool| {
+        let p = &r["precision_recall"][set];
+        let (a, b) = (pct(&p["precision"]), pct(&p["recall"]));
+        if bold { format!("**{a}** | **{b}**") } else { format!("{a} | {b}") }
+    };
+    m += "| set | images | judge accuracy | Fréchet distance | precision | recall |\n|---|---|---|---|---|---|\n";
+    m += &format!("| real, held out (the reference) | {} | {} | 0 | 100 % | 100 % |\n", s(&sizes["reference"]), pct(&r["judge_accuracy_real"]));
     m += &format!(
-        "| real, training split, class-balanced subset (the judge trained on these) | {} | {} | {} |\n",
+        "| real, training split, class-balanced subset (the judge trained on these) | {} | {} | {} | {} |\n",
         s(&sizes["real_train"]),
         pct(&r["judge_accuracy_real_train_subset"]),
-        num(&r["fd_real_train_vs_heldout"], 2)
+        num(&r["fd_real_train_vs_heldout"], 2),
+        prc("real_train", false)
     );
     m += &format!(
-        "| tokenizer reconstructions of the held-out images (floor) | {} | {} | {} |\n",
+        "| tokenizer reconstructions of the held-out images (floor) | {} | {} | {} | {} |\n",
         s(&sizes["reconstruction"]),
         pct(&r["judge_accuracy_reconstructed"]),
-        num(&r["fd_reconstruction_floor"], 2)
+        num(&r["fd_reconstruction_floor"], 2),
+        prc("reconstruction", false)
     );
-    m += &format!("| **generated** | {} | **{}** | **{}** |\n", s(&sizes["generated"]), pct(&r["judge_accuracy_generated"]), num(&r["fd_generated"], 2));
     m += &format!(
-        "| trivial baseline: each class's mean training image | {} | {} | {} |\n\n",
+        "| **generated** | {} | **{}** | **{}** | {} |\n",
+        s(&sizes["generated"]),
+        pct(&r["judge_accuracy_generated"]),
+        num(&r["fd_generated"], 2),
+        prc("generated", true)
+    );
+    m += &format!(
+        "| trivial baseline: each class's mean training image | {} | {} | {} | {} |\n\n",
         s(&sizes["trivial"]),
         pct(&r["judge_accuracy_trivial_baseline"]),
-        num(&r["fd_trivial_baseline"], 2)
+        num(&r["fd_trivial_baseline"], 2),
+        prc("trivial_baseline", false)
+    );
+    m += &format!(
+        "Precision is the share of a set's images inside the real held-out images' manifold, recall the share of \
+real images inside the set's own manifold; each manifold is the union of balls reaching every image's {}-th nearest \
+neighbour in judge-feature space (improved precision and recall, Kynkäänniemi et al. 2019).\n\n",
+        s(&r["precision_recall"]["k"])
     );
 
     // ---- structure coherence ----

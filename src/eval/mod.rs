@@ -10,6 +10,7 @@ pub mod figures;
 pub mod frechet;
 pub mod judge;
 pub mod judge_run;
+pub mod manifold;
 pub mod markdown;
 pub mod overfit;
 pub mod run;

@@ -459,6 +459,17 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
     let fd_recon = fd(&recon_feat)?;
     let fd_trivial = fd(&trivial_feat)?;
     let fd_train = fd(&train_feat)?;
+    let pr = |a: &[f32]| {
+        super::manifold::precision_recall(a, &held_feat, dim, super::manifold::DEFAULT_K).map_err(EvalError::Invalid)
+    };
+    let pr_sets = json!({
+        "generated": pr(&gen_feat)?,
+        "reconstruction": pr(&recon_feat)?,
+        "trivial_baseline": pr(&trivial_feat)?,
+        "real_train": pr(&train_feat)?,
+        "k": super::manifold::DEFAULT_K,
+        "reference_set": "held-out real images (judge features)",
+    });
     let judge_acc_gen = accuracy(&gen_pred, &gen_labels);
     let judge_acc_recon = accuracy(&recon_pred, &held_labels);
     let judge_acc_train = accuracy(&train_pred, &train_labels);
@@ -577,6 +588,7 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
         "fd_trivial_baseline_kind": "per-class mean images: every class drawn as the pixel mean of its training images, repeated samples_per_class times",
         "fd_real_train_vs_heldout": fd_train,
         "fd_reference_set": "held-out real images (judge features)",
+        "precision_recall": pr_sets,
         "fd_set_sizes": {
             "reference": held.len(), "generated": num_gen, "reconstruction": recon.len(),
             "trivial": k * n, "real_train": train_subset.len(),
