@@ -41,7 +41,7 @@ pub enum DiagnoseCmd {
     /// Example: nvg-studio diagnose overfit --images 16 --branch structure --out runs/overfit-s16
     Overfit {
         /// Model directory whose tokenizer/ is used (frozen).
-        #[arg(long, default_value = crate::DEFAULT_MODEL)]
+        #[arg(long, default_value = super::DEFAULT_MODEL)]
         model: PathBuf,
         #[command(flatten)]
         source: super::GeneratorDataArgs,
@@ -91,7 +91,7 @@ pub fn run(cmd: DiagnoseCmd, backend: &nvg_studio::backend::Backend) -> Result<(
             })?;
             let (tmeta, tok) = load_tokenizer(&model.join("tokenizer"), None, &backend.device)?;
             let tcfg = tmeta.config;
-            let source = crate::training_source(data, synthetic, tcfg.image_size as u32, seed)?;
+            let source = super::training_source(data, synthetic, tcfg.image_size as u32, seed)?;
             let opts = OverfitOptions { images, steps, batch_size: batch, lr, branches: branch.into(), flow_steps, seed };
             let pb = ProgressBar::new(steps);
             pb.set_style(
@@ -100,8 +100,8 @@ pub fn run(cmd: DiagnoseCmd, backend: &nvg_studio::backend::Backend) -> Result<(
             );
             let report = run_overfit(&shape, &tok, &tcfg, source.as_ref(), &out, &opts, &backend.device, &mut |s| {
                 pb.set_position(s.step);
-                let msg = crate::step_message(s);
-                crate::log_if_hidden(&pb, s.step, s.total, &msg);
+                let msg = super::train::step_message(s);
+                super::log_if_hidden(&pb, s.step, s.total, &msg);
                 pb.set_message(msg);
             })?;
             pb.finish();

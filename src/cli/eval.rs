@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli_sampler::SamplerArgs;
+use super::sampler::SamplerArgs;
 use nvg_studio::backend::Backend;
 use nvg_studio::eval::run::EvalEvent;
 use nvg_studio::eval::swap_eval::{SwapEvalOptions, run_swap_eval};

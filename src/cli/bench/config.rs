@@ -17,7 +17,7 @@ use nvg_studio::sampler::{ImageJob, SamplerSettings, sample};
 use nvg_studio::train::generator::{GeneratorTrainOptions, fit_config, train_generator};
 use nvg_studio::train::{TokenizerTrainOptions, train_tokenizer};
 
-use crate::median;
+use super::median;
 
 /// Tokenizer and generator steps of the shipped recipe (docs/model-card.md), for the wall-time
 /// column.

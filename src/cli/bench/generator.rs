@@ -16,7 +16,8 @@ use nvg_studio::model::{Tokenizer, TokenizerConfig};
 use nvg_studio::pipeline::{Bundle, load_bundle};
 use nvg_studio::sampler::{ImageJob, SamplerSettings, sample_with};
 
-use crate::{median, pick_backend};
+use super::median;
+use crate::cli::pick_backend;
 
 /// The timing anchor's shape (shared/testvectors/official-tiny/README.md §8, "small"): generator
 /// depth 4 (content 256, structure 128), codebook 4096, 32 classes, 16×16 grid, the reference

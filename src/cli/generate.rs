@@ -1,0 +1,319 @@
+//! The image commands: `encode`, `generate` and `swap`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use indicatif::ProgressBar;
+
+use nvg_studio::backend::{Backend, BackendChoice};
+use nvg_studio::data;
+use nvg_studio::model::tokenizer_io::{import_reference_pytorch, import_reference_safetensors, load_tokenizer};
+use nvg_studio::model::{Tokenizer, TokenizerConfig};
+use nvg_studio::granularity::GranularitySequence;
+use nvg_studio::pipeline::{encode_images, load_bundle, parse_stage_range, resolve_class, tensor_to_images};
+use nvg_studio::sampler::ImageJob;
+use nvg_studio::viz::{stage_strip, structure_map_image};
+use super::sampler::SamplerArgs;
+use super::{BACKGROUND, DEFAULT_MODEL, DEFAULT_TOKENIZER, pick_backend, preset, save_png};
+
+
+/// Arguments of `encode`.
+#[derive(clap::Args)]
+pub struct EncodeArgs {
+    /// Image to encode (PNG, JPEG, …; resized: shorter side to the model size, centre crop).
+    pub image: PathBuf,
+    /// Tokenizer checkpoint directory.
+    #[arg(long, default_value = DEFAULT_TOKENIZER)]
+    pub model: PathBuf,
+    /// Load reference weights in the official key layout instead of --model: a .safetensors
+    /// file, or the official PyTorch checkpoint (.ckpt/.pt/.pth, `first_stage_model.*` keys).
+    #[arg(long)]
+    pub reference_weights: Option<PathBuf>,
+    /// Configuration preset for --reference-weights (small, test-tiny, reference-tiny, paper).
+    #[arg(long, default_value = "reference-tiny")]
+    pub preset: String,
+    /// Where to write the stage strip PNG (decoded canvas above structure map, per stage).
+    #[arg(long)]
+    pub strip: Option<PathBuf>,
+    /// Where to write the sequence (.ron, or .json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the sequence as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `generate`.
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// Class name (case-insensitive) or id.
+    #[arg(long)]
+    pub class: String,
+    /// Seed (same seed + inputs + backend = same image, bit for bit).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Model directory (holding tokenizer/ and generator/).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Where to write the image (PNG).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write a stage strip: each stage's decoded canvas above its structure map.
+    #[arg(long)]
+    pub stages_out: Option<PathBuf>,
+    /// Print the generated sequence as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    /// A sequence file (.ron/.json, e.g. from `encode`) to take structure maps or codes from.
+    #[arg(long)]
+    pub structure_from: Option<PathBuf>,
+    /// Stages whose structure maps are taken from --structure-from: M (= 1..M) or A..B.
+    #[arg(long, requires = "structure_from")]
+    pub keep_structure: Option<String>,
+    /// Stages whose codes are taken from --structure-from: K (= 0..K) or A..B.
+    #[arg(long, requires = "structure_from")]
+    pub keep_content: Option<String>,
+    #[command(flatten)]
+    pub sampler: SamplerArgs,
+    /// A binary layout (black/white PNG, grid- or image-sized) used as the stage-1 structure map;
+    /// it may be unbalanced.
+    #[arg(long, conflicts_with = "structure_from")]
+    pub layout: Option<PathBuf>,
+}
+
+/// Arguments of `swap`.
+#[derive(clap::Args)]
+pub struct SwapArgs {
+    /// Reference image (any size: shorter side resized, centre crop; transparency on white).
+    #[arg(long, conflicts_with = "sequence", required_unless_present = "sequence")]
+    pub image: Option<PathBuf>,
+    /// Reference sequence file (.ron/.json) instead of an image.
+    #[arg(long)]
+    pub sequence: Option<PathBuf>,
+    /// Target class name or id.
+    #[arg(long)]
+    pub to_class: String,
+    /// Keep the structure maps of stages 1..M (M, or 1..M).
+    #[arg(long, default_value = "3")]
+    pub keep_structure: String,
+    /// Also keep the codes of stages 0..K (K, or 0..K).
+    #[arg(long)]
+    pub keep_content: Option<String>,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Model directory.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Where to write the result (PNG).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Figure: reference and result stage by stage (canvases and structure maps).
+    #[arg(long)]
+    pub strip: Option<PathBuf>,
+    /// Figure with one row per M = 0..S−1 (structure kept up to stage M), reference on top.
+    #[arg(long)]
+    pub sweep: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampler: SamplerArgs,
+}
+
+/// `encode`: an image to its granularity sequence.
+pub fn encode(args: EncodeArgs, choice: BackendChoice) -> Result<()> {
+    let EncodeArgs { image, model, reference_weights, preset: p, strip, out, json } = args;
+    let model = nvg_studio::bundled(&model);
+    let b = pick_backend(choice)?;
+    let (cfg, tok) = match reference_weights {
+        Some(w) => {
+            let cfg = preset(&p)?;
+            // .safetensors, or the official PyTorch checkpoint (.ckpt / .pt / .pth).
+            let torch = w.extension().is_some_and(|e| ["ckpt", "pt", "pth"].iter().any(|x| e.eq_ignore_ascii_case(x)));
+            let tok = if torch { import_reference_pytorch(&w, &cfg, &b.device)? } else { import_reference_safetensors(&w, &cfg, &b.device)? };
+            (cfg.clone(), tok)
+        }
+        None => {
+            let (meta, t) = load_tokenizer(&model, None, &b.device)
+                .map_err(|e| anyhow!("{e} (restore {DEFAULT_TOKENIZER} or pass --model DIR)"))?;
+            (meta.config, t)
+        }
+    };
+    encode_outputs(&tok, &cfg, &image, strip.as_deref(), out.as_deref(), json, &b)
+}
+
+/// `generate`: one image of a class, optionally steered by a sequence or a layout.
+pub fn generate(args: GenerateArgs, choice: BackendChoice) -> Result<()> {
+    let GenerateArgs { class, seed, model, out, stages_out, json, structure_from, keep_structure, keep_content, sampler, layout } = args;
+    let b = pick_backend(choice)?;
+    let settings = sampler.settings()?;
+    let bundle = load_bundle(&nvg_studio::bundled(&model), &b.device)
+        .map_err(|e| anyhow!("{e} (restore {DEFAULT_MODEL} or pass --model DIR)"))?;
+    let class_id = resolve_class(&bundle.class_names, &class).map_err(|e| anyhow!("--class: {e}"))?;
+    let mut job = ImageJob::new(class_id, seed);
+    if let Some(mask) = &layout {
+        let map = nvg_studio::swap::layout_from_mask(mask, bundle.gcfg.grid_side, bundle.tcfg.image_size)?;
+        job.forced_structure.insert(1, map);
+    }
+    if let Some(path) = &structure_from {
+        let seq = GranularitySequence::load(path)?;
+        seq.validate().with_context(|| format!("sequence {}", path.display()))?;
+        let s_count = bundle.gcfg.num_stages();
+        if seq.grid_size != bundle.gcfg.grid_side || seq.stages.len() != s_count {
+            bail!(
+                "sequence {}: made for a {}×{} grid with {} stages; this model has {}×{} and {}",
+                path.display(), seq.grid_size, seq.grid_size, seq.stages.len(),
+                bundle.gcfg.grid_side, bundle.gcfg.grid_side, s_count
+            );
+        }
+        if let Some(r) = &keep_structure {
+            let r = parse_stage_range(r, 1).map_err(|e| anyhow!("--keep-structure: {e}"))?;
+            if *r.start() != 1 {
+                bail!("--keep-structure {}..{}: structure is kept from stage 1 up to M (a later map needs its parents)", r.start(), r.end());
+            }
+            if *r.end() >= s_count {
+                bail!("--keep-structure {}..{}: structure maps of stages 1..{} can be kept", r.start(), r.end(), s_count - 1);
+            }
+            for s in r {
+                job.forced_structure.insert(s, seq.stages[s].structure.clone());
+            }
+        }
+        if let Some(r) = &keep_content {
+            let r = parse_stage_range(r, 0).map_err(|e| anyhow!("--keep-content: {e}"))?;
+            if *r.end() >= s_count {
+                bail!("--keep-content ..{}: the model has stages 0..{}", r.end(), s_count - 1);
+            }
+            // Codes belong to clusters, so the maps of every stage up to the last kept one come too.
+            for s in 1..=*r.end() {
+                job.forced_structure.insert(s, seq.stages[s].structure.clone());
+            }
+            for s in r {
+                job.forced_codes.insert(s, seq.stages[s].codes.clone());
+            }
+        }
+    }
+    let mut stage_images = Vec::new();
+    let tok = &bundle.tokenizer;
+    let want_strip = stages_out.is_some();
+    let pb = ProgressBar::new(bundle.gcfg.num_stages() as u64);
+    let result = bundle.sample(&[job], &settings, &mut |d| {
+        if want_strip {
+            stage_images.push(tensor_to_images(tok.decode(d.canvas.clone())).remove(0));
+        }
+        pb.inc(1);
+        true
+    }, &|| false).map_err(|e| anyhow!("generate: {e}"))?;
+    pb.finish_and_clear();
+    let image = tensor_to_images(tok.decode(result.canvas)).remove(0);
+    save_png(&image, &out)?;
+    eprintln!("image: {} ({}, seed {seed})", out.display(), bundle.class_names[class_id]);
+    let seq = &result.sequences[0];
+    if let Some(p) = &stages_out {
+        let maps: Vec<Vec<u32>> = seq.stages.iter().map(|s| s.structure.clone()).collect();
+        save_png(&stage_strip(&stage_images, &maps, bundle.gcfg.grid_side), p)?;
+        eprintln!("stage strip: {}", p.display());
+    }
+    if json {
+        println!("{}", seq.to_json_string()?);
+    }
+    Ok(())
+}
+
+/// `swap`: keep a reference's structure, repaint it as another class.
+pub fn swap(args: SwapArgs, choice: BackendChoice) -> Result<()> {
+    let SwapArgs { image, sequence, to_class, keep_structure, keep_content, seed, model, out, strip, sweep, sampler } = args;
+    use nvg_studio::swap::{Keep, grid_figure, render, swap_job};
+    let model = nvg_studio::bundled(&model);
+    let b = pick_backend(choice)?;
+    let bundle = load_bundle(&model, &b.device)
+        .map_err(|e| anyhow!("{e} (restore {DEFAULT_MODEL} or pass --model DIR)"))?;
+    let class_id = resolve_class(&bundle.class_names, &to_class).map_err(|e| anyhow!("--to-class: {e}"))?;
+    let s_count = bundle.gcfg.num_stages();
+    let reference = match (&image, &sequence) {
+        (Some(p), _) => {
+            let img = data::load_rgb(p, bundle.tcfg.image_size as u32, BACKGROUND)?;
+            encode_images(&bundle.tokenizer, &bundle.tcfg, &[img], &b.device).remove(0).sequence
+        }
+        (None, Some(p)) => {
+            let seq = GranularitySequence::load(p)?;
+            if seq.grid_size != bundle.gcfg.grid_side || seq.stages.len() != s_count {
+                bail!("sequence {}: made for a {}×{} grid; this model has {}×{}", p.display(), seq.grid_size, seq.grid_size, bundle.gcfg.grid_side, bundle.gcfg.grid_side);
+            }
+            seq
+        }
+        (None, None) => bail!("give --image IN.png or --sequence IN.ron"),
+    };
+    let r = parse_stage_range(&keep_structure, 1).map_err(|e| anyhow!("--keep-structure: {e}"))?;
+    if *r.start() > 1 {
+        bail!("--keep-structure {keep_structure}: structure is kept from stage 1 up to M");
+    }
+    let content_upto = match &keep_content {
+        Some(k) => {
+            let r = parse_stage_range(k, 0).map_err(|e| anyhow!("--keep-content: {e}"))?;
+            if *r.start() != 0 {
+                bail!("--keep-content {k}: content is kept from stage 0 up to K");
+            }
+            Some(*r.end())
+        }
+        None => None,
+    };
+    let settings = sampler.settings()?;
+    let keep = Keep { structure_upto: *r.end(), content_upto };
+    let result = render(&bundle, swap_job(&reference, &keep, class_id, seed)?, &settings)?;
+    save_png(result.stages.last().context("no stage")?, &out)?;
+    eprintln!("swap: {} → {} keeping structure 1..{}: {}", image.as_ref().or(sequence.as_ref()).map(|p| p.display().to_string()).unwrap_or_default(), bundle.class_names[class_id], keep.structure_upto, out.display());
+    let side = bundle.gcfg.grid_side;
+    let tile = bundle.tcfg.image_size as u32;
+    let cell = (tile / side as u32).max(1);
+    let maps_row = |seq: &GranularitySequence| -> Vec<image::RgbImage> {
+        seq.stages.iter().enumerate().map(|(i, s)| {
+            let m = structure_map_image(&s.structure, side, i, cell);
+            image::imageops::resize(&m, tile, tile, image::imageops::FilterType::Nearest)
+        }).collect()
+    };
+    let ref_stages = {
+        let keep_all = Keep { structure_upto: s_count - 1, content_upto: Some(s_count - 1) };
+        render(&bundle, swap_job(&reference, &keep_all, 0, 0)?, &settings)?.stages
+    };
+    if let Some(p) = &strip {
+        let fig = grid_figure(&[ref_stages.clone(), maps_row(&reference), result.stages.clone(), maps_row(&result.sequence)], 3);
+        save_png(&fig, p)?;
+        eprintln!("figure (rows: reference canvases, reference maps, result canvases, result maps): {}", p.display());
+    }
+    if let Some(p) = &sweep {
+        let mut rows = vec![ref_stages.clone()];
+        for m in 0..s_count {
+            let k = Keep { structure_upto: m, content_upto: None };
+            rows.push(render(&bundle, swap_job(&reference, &k, class_id, seed)?, &settings)?.stages);
+        }
+        save_png(&grid_figure(&rows, 3), p)?;
+        eprintln!("sweep (row 0: reference; row m+1: structure kept up to stage m): {}", p.display());
+    }
+    Ok(())
+}
+
+/// Encodes one image and writes what was asked for (strip, sequence file, JSON).
+pub fn encode_outputs(
+    tok: &Tokenizer,
+    cfg: &TokenizerConfig,
+    image: &Path,
+    strip: Option<&Path>,
+    out: Option<&Path>,
+    json: bool,
+    b: &Backend,
+) -> Result<()> {
+    let img = data::load_rgb(image, cfg.image_size as u32, BACKGROUND)?;
+    let enc = encode_images(tok, cfg, &[img], &b.device).into_iter().next().context("nothing encoded")?;
+    if let Some(p) = strip {
+        let maps: Vec<Vec<u32>> = enc.sequence.stages.iter().map(|s| s.structure.clone()).collect();
+        let fig = stage_strip(&enc.stage_images, &maps, cfg.grid_side());
+        save_png(&fig, p)?;
+        eprintln!("stage strip: {}", p.display());
+    }
+    if let Some(p) = out {
+        enc.sequence.save_atomic(p).with_context(|| format!("sequence {}", p.display()))?;
+        eprintln!("sequence: {}", p.display());
+    }
+    if json {
+        println!("{}", enc.sequence.to_json_string()?);
+    }
+    Ok(())
+}
