@@ -10,12 +10,9 @@ pub mod eval;
 pub mod document;
 pub mod granularity;
 pub mod model;
-pub mod pipeline;
 pub mod sampler;
-pub mod swap;
 pub mod train;
 pub mod ui;
-pub mod viz;
 pub mod worker;
 
 /// A bundled asset path such as `assets/model`: as given when it exists (relative to the working

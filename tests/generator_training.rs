@@ -6,7 +6,8 @@ use nvg_studio::data::SyntheticShapes;
 use nvg_studio::model::generator::GeneratorConfig;
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
 use nvg_studio::sampler::{ImageJob, SamplerSettings, sample};
-use nvg_studio::train::generator::{GeneratorTrainOptions, load_generator, train_generator};
+use nvg_studio::model::generator_io::load_generator;
+use nvg_studio::train::generator::{GeneratorTrainOptions, train_generator};
 
 #[test]
 fn short_run_lowers_both_losses_and_resumes() {

@@ -8,9 +8,9 @@ use std::process::Command;
 use burn::tensor::Device;
 use common::{bin, tiny_model_dir};
 use nvg_studio::granularity::GranularitySequence;
-use nvg_studio::pipeline::load_bundle;
+use nvg_studio::sampler::load_bundle;
 use nvg_studio::sampler::SamplerSettings;
-use nvg_studio::swap::{Keep, layout_from_mask, render, swap_job};
+use nvg_studio::sampler::swap::{Keep, layout_from_mask, render, swap_job};
 
 fn tiny_model(dir: &Path) {
     tiny_model_dir(dir, 21);

@@ -6,7 +6,7 @@ use nvg_studio::model::checkpoint::CheckpointError;
 use nvg_studio::model::tokenizer::to_vec_f32;
 use nvg_studio::model::tokenizer_io::{load_tokenizer, save_tokenizer};
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
-use nvg_studio::pipeline::{encode_images, images_to_tensor};
+use nvg_studio::model::images::{encode_images, images_to_tensor};
 
 fn images(n: usize, size: u32) -> Vec<nvg_studio::data::RgbImageF> {
     let src = SyntheticShapes::new(n, size, 7).unwrap();

@@ -16,7 +16,7 @@ use crate::document::{
 };
 use crate::granularity::GranularitySequence;
 use crate::ui::canvas::CpuCanvas;
-use crate::viz;
+use crate::granularity::viz;
 use crate::worker::{Event, Request, Variation, WorkerHandle};
 
 pub mod bench;

@@ -11,7 +11,7 @@ use super::*;
 use crate::document::{self, Command, HistoryEntry, ModelInfo, State};
 use crate::ui::actions::{self, Action};
 use crate::ui::canvas::{CanvasLayers, paint_gpu_with_id};
-use crate::viz;
+use crate::granularity::viz;
 
 impl NvgApp {
 

@@ -9,9 +9,10 @@ use nvg_studio::backend::BackendChoice;
 use nvg_studio::model::tokenizer_io::load_tokenizer;
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
 use nvg_studio::model::generator::GeneratorConfig;
-use nvg_studio::pipeline::{load_bundle, resolve_class, tensor_to_images};
+use nvg_studio::model::images::tensor_to_images;
+use nvg_studio::sampler::{load_bundle, resolve_class};
 use nvg_studio::sampler::{ImageJob, SamplerSettings};
-use nvg_studio::viz::stage_strip;
+use nvg_studio::granularity::viz::stage_strip;
 use super::{DEFAULT_MODEL, default_model_dir, pick_backend, preset, save_png};
 
 

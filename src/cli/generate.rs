@@ -10,9 +10,10 @@ use nvg_studio::data;
 use nvg_studio::model::tokenizer_io::{import_reference_pytorch, import_reference_safetensors, load_tokenizer};
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
 use nvg_studio::granularity::GranularitySequence;
-use nvg_studio::pipeline::{encode_images, load_bundle, parse_stage_range, resolve_class, tensor_to_images};
+use nvg_studio::model::images::{encode_images, tensor_to_images};
+use nvg_studio::sampler::{load_bundle, resolve_class};
 use nvg_studio::sampler::ImageJob;
-use nvg_studio::viz::{stage_strip, structure_map_image};
+use nvg_studio::granularity::viz::{stage_strip, structure_map_image};
 use super::sampler::SamplerArgs;
 use super::{BACKGROUND, DEFAULT_MODEL, DEFAULT_TOKENIZER, pick_backend, preset, save_png};
 
@@ -150,7 +151,7 @@ pub fn generate(args: GenerateArgs, choice: BackendChoice) -> Result<()> {
     let class_id = resolve_class(&bundle.class_names, &class).map_err(|e| anyhow!("--class: {e}"))?;
     let mut job = ImageJob::new(class_id, seed);
     if let Some(mask) = &layout {
-        let map = nvg_studio::swap::layout_from_mask(mask, bundle.gcfg.grid_side, bundle.tcfg.image_size)?;
+        let map = nvg_studio::sampler::swap::layout_from_mask(mask, bundle.gcfg.grid_side, bundle.tcfg.image_size)?;
         job.forced_structure.insert(1, map);
     }
     if let Some(path) = &structure_from {
@@ -220,7 +221,8 @@ pub fn generate(args: GenerateArgs, choice: BackendChoice) -> Result<()> {
 /// `swap`: keep a reference's structure, repaint it as another class.
 pub fn swap(args: SwapArgs, choice: BackendChoice) -> Result<()> {
     let SwapArgs { image, sequence, to_class, keep_structure, keep_content, seed, model, out, strip, sweep, sampler } = args;
-    use nvg_studio::swap::{Keep, grid_figure, render, swap_job};
+    use nvg_studio::granularity::viz::grid_figure;
+    use nvg_studio::sampler::swap::{Keep, render, swap_job};
     let model = nvg_studio::bundled(&model);
     let b = pick_backend(choice)?;
     let bundle = load_bundle(&model, &b.device)
@@ -316,4 +318,22 @@ pub fn encode_outputs(
         println!("{}", enc.sequence.to_json_string()?);
     }
     Ok(())
+}
+
+/// Parses a stage range: `3` (= 1..3 for structure, 0..3 for content, via `first`), `a..b`
+/// (inclusive) or `a..=b`.
+pub fn parse_stage_range(s: &str, first: usize) -> Result<std::ops::RangeInclusive<usize>, String> {
+    let bad = || format!("stage range '{s}': expected N, A..B or A..=B");
+    if let Some((a, b)) = s.split_once("..") {
+        let b = b.trim_start_matches('=');
+        let a: usize = a.trim().parse().map_err(|_| bad())?;
+        let b: usize = b.trim().parse().map_err(|_| bad())?;
+        if a > b {
+            return Err(format!("stage range '{s}' is empty"));
+        }
+        Ok(a..=b)
+    } else {
+        let m: usize = s.trim().parse().map_err(|_| bad())?;
+        Ok(first..=m)
+    }
 }

@@ -171,7 +171,7 @@ pub fn train_generator(args: TrainGeneratorArgs, choice: BackendChoice) -> Resul
     let resumed = resume
         .then(|| {
             let dir = model.join("generator").join(nvg_studio::train::generator::TRAIN_STATE_DIR);
-            nvg_studio::model::checkpoint::read_meta::<GeneratorConfig>(&dir, nvg_studio::train::generator::GENERATOR_KIND).ok()
+            nvg_studio::model::checkpoint::read_meta::<GeneratorConfig>(&dir, nvg_studio::model::generator_io::GENERATOR_KIND).ok()
         })
         .flatten();
     if let Some(meta) = &resumed {

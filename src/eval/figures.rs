@@ -5,7 +5,7 @@
 use image::{Rgb, RgbImage};
 
 use crate::data::contact::draw_text;
-use crate::viz::upscale;
+use crate::granularity::viz::upscale;
 
 const PAPER: Rgb<u8> = Rgb([255, 255, 255]);
 const AXIS: Rgb<u8> = Rgb([40, 40, 40]);

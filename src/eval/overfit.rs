@@ -23,9 +23,10 @@ use crate::granularity::split_balanced;
 use crate::model::generator::{GeneratorConfig, NvgGenerator};
 use crate::model::{Tokenizer, TokenizerConfig};
 use crate::sampler::streams::normal;
-use crate::pipeline::tensor_to_images;
+use crate::model::images::tensor_to_images;
 use crate::sampler::{ImageJob, SamplerSettings, sample, structure_flow};
-use crate::train::generator::{Branches, GeneratorStep, GeneratorTrainOptions, load_generator, overfit_subset, train_generator};
+use crate::model::generator_io::load_generator;
+use crate::train::generator::{Branches, GeneratorStep, GeneratorTrainOptions, overfit_subset, train_generator};
 use crate::train::monitor::{HeldOut, StageValues, TrainStats, content_top1};
 use crate::train::tokenizer::{TrainError, split_indices};
 

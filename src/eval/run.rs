@@ -37,10 +37,11 @@ use crate::data::{EmojiSheet, EmojiSource, ImageSource, RgbImageF};
 use crate::model::TokenizerConfig;
 use crate::model::checkpoint::{CheckpointMeta, META_FILE, read_meta, write_atomic};
 use crate::model::generator::GeneratorConfig;
-use crate::pipeline::{Bundle, images_to_tensor, load_bundle, tensor_to_images};
+use crate::model::images::{images_to_tensor, tensor_to_images};
+use crate::sampler::{Bundle, load_bundle};
 use crate::sampler::{ImageJob, SampleError, SamplerSettings};
-use crate::swap::render;
-use crate::viz::stage_strip;
+use crate::sampler::swap::render;
+use crate::granularity::viz::stage_strip;
 
 /// Figures go to `<out_dir>/` + this.
 pub const FIGURE_DIR: &str = "images/model-card";

@@ -1,5 +1,5 @@
 //! `nvg-studio eval-swap`: how well the pose-preserving class swap (method §5.4,
-//! [`crate::swap`]) does what it promises, measured over held-out references of several source
+//! [`crate::sampler::swap`]) does what it promises, measured over held-out references of several source
 //! classes and every target class.
 //!
 //! * **Class**: how often the judge assigns the target class to the swapped image, against
@@ -24,10 +24,11 @@ use super::markdown::{num, pct};
 use super::run::{EvalError, EvalEvent, FIGURE_DIR, hardware, load_images, obtain_judge, open_model_and_data, rel, save_png, spread};
 use crate::data::EmojiSource;
 use crate::granularity::GranularitySequence;
-use crate::pipeline::{Bundle, encode_images, images_to_tensor, resolve_class, tensor_to_images};
+use crate::model::images::{encode_images, images_to_tensor, tensor_to_images};
+use crate::sampler::{Bundle, resolve_class};
 use crate::sampler::{ImageJob, SamplerSettings};
-use crate::swap::{Keep, swap_job};
-use crate::viz::{structure_map_image, upscale};
+use crate::sampler::swap::{Keep, swap_job};
+use crate::granularity::viz::{structure_map_image, upscale};
 
 /// Options of a swap evaluation.
 #[derive(Clone, Debug)]

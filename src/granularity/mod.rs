@@ -16,6 +16,7 @@ pub mod clustering;
 pub mod hierarchy;
 pub mod sequence;
 pub mod split;
+pub mod viz;
 
 use std::path::PathBuf;
 

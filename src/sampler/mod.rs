@@ -2,10 +2,13 @@
 //! forced structure maps and codes, locks, regional classes, resumable runs with per-stage
 //! random streams, a per-stage callback and cancellation.
 
+pub mod bundle;
 pub mod content;
 pub mod sample;
 pub mod settings;
 pub mod streams;
+pub mod swap;
 
+pub use bundle::{Bundle, BundleError, load_bundle, load_bundle_at, resolve_class};
 pub use sample::{ImageJob, Lock, SampleError, SampleOutput, StageDone, sample, sample_with, structure_flow};
 pub use settings::{Linear, SamplerSettings, flow_times};

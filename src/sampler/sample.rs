@@ -186,7 +186,7 @@ pub fn sample(
 }
 
 /// [`sample`] with the host copy of the generator made once by the caller (a loaded model keeps
-/// one, see `pipeline::Bundle`), instead of one per call (~15 ms for the bundled model). `None`
+/// one, see `sampler::Bundle`), instead of one per call (~15 ms for the bundled model). `None`
 /// makes one when the host path applies; a given one is not used when the path is switched off.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_with(

@@ -24,16 +24,15 @@ use crate::model::checkpoint::{
 };
 use crate::model::ema::ema_update;
 use crate::model::generator::{GeneratorConfig, NvgGenerator};
+use crate::model::generator_io::GENERATOR_KIND;
 use crate::model::tokenizer::to_vec_f32;
 use crate::model::{Tokenizer, TokenizerConfig};
-use crate::pipeline::images_to_tensor;
+use crate::model::images::images_to_tensor;
 use crate::sampler::streams::normal;
 
 use super::monitor::{Accumulator, FlowSample, HeldOut, TeacherBatch, TrainLog, TrainStats, batch_losses, structure_ratios};
 use super::tokenizer::{TrainError, split_indices};
 
-/// Kind string of generator checkpoints.
-pub const GENERATOR_KIND: &str = "generator";
 /// Sub-directory of a generator checkpoint holding the raw (non-EMA) weights and optimizer state.
 pub const TRAIN_STATE_DIR: &str = "train-state";
 
@@ -274,14 +273,6 @@ pub fn fit_config(shape: &GeneratorConfig, tcfg: &TokenizerConfig, num_classes: 
         scale_factors: scale,
         ..shape.clone()
     }
-}
-
-/// Loads a generator checkpoint (its usable, EMA weights).
-pub fn load_generator(dir: &Path, device: &Device) -> Result<(CheckpointMeta<GeneratorConfig>, NvgGenerator), CheckpointError> {
-    let meta: CheckpointMeta<GeneratorConfig> = read_meta(dir, GENERATOR_KIND)?;
-    meta.config.validate().map_err(|reason| CheckpointError::BadMeta { path: dir.join(crate::model::checkpoint::META_FILE), reason })?;
-    let model = load_weights(dir, NvgGenerator::new(&meta.config, device))?;
-    Ok((meta, model))
 }
 
 /// Trains (or resumes) a generator on `data` with a frozen `tokenizer`; writes `out/` (EMA

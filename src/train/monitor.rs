@@ -35,7 +35,7 @@ use crate::granularity::Hierarchy;
 use crate::model::generator::{NvgGenerator, context_logit_velocity};
 use crate::model::tokenizer::{Encoded, to_vec_f32};
 use crate::model::{Tokenizer, TokenizerConfig};
-use crate::pipeline::images_to_tensor;
+use crate::model::images::images_to_tensor;
 use crate::sampler::streams::normal;
 
 use super::tokenizer::TrainError;

@@ -22,7 +22,7 @@ use crate::model::checkpoint::{CheckpointError, OPTIMIZER_FILE};
 use crate::model::tokenizer::to_vec_f32;
 use crate::model::tokenizer_io::{load_tokenizer, save_tokenizer};
 use crate::model::{CodeSelection, Tokenizer, TokenizerConfig};
-use crate::pipeline::images_to_tensor;
+use crate::model::images::images_to_tensor;
 
 /// Options of a tokenizer training run.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -22,7 +22,7 @@ use eframe::egui;
 use eframe::egui_wgpu;
 use eframe::wgpu;
 
-use crate::viz::cluster_colour;
+use crate::granularity::viz::cluster_colour;
 
 /// What the canvas shows: the active stage of an NVG sequence. Plain data, borrowed.
 #[derive(Clone, Copy, Debug)]

@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 use crate::backend::{Backend, BackendChoice};
 use crate::document::{ModelInfo, RunSpec, Settings};
 use crate::granularity::GranularitySequence;
-use crate::pipeline::{Bundle, encode_images, load_bundle_at, tensor_to_images};
+use crate::model::images::{encode_images, tensor_to_images};
+use crate::sampler::{Bundle, load_bundle_at};
 use crate::sampler::{ImageJob, Linear, Lock, SampleError, SamplerSettings};
 
 /// "No revision wanted": set by Stop so any running job cancels.
@@ -377,7 +378,7 @@ pub fn image_job(spec: &RunSpec) -> ImageJob {
 
 /// What the status bar says about the model's compute: the backend, and on the CPU whether the
 /// generator runs through the fused host kernels (and which instruction set they use).
-fn backend_label(backend: &Backend, bundle: &crate::pipeline::Bundle) -> String {
+fn backend_label(backend: &Backend, bundle: &crate::sampler::Bundle) -> String {
     if let Some(h) = &bundle.host {
         format!("{} · {}", backend.description, crate::model::host::label_for(h.precision()))
     } else {

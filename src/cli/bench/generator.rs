@@ -13,7 +13,7 @@ use nvg_studio::model::generator::GeneratorConfig;
 use nvg_studio::model::bf16;
 use nvg_studio::model::host::{HostGenerator, Precision};
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
-use nvg_studio::pipeline::{Bundle, load_bundle};
+use nvg_studio::sampler::{Bundle, load_bundle};
 use nvg_studio::sampler::{ImageJob, SamplerSettings, sample_with};
 
 use super::median;

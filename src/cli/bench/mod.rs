@@ -11,7 +11,7 @@ use anyhow::{Result, anyhow, bail};
 use nvg_studio::backend::BackendChoice;
 use nvg_studio::data::{ImageSource, SyntheticShapes};
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
-use nvg_studio::pipeline::encode_images;
+use nvg_studio::model::images::encode_images;
 use nvg_studio::train::{TokenizerTrainOptions, train_tokenizer};
 use super::{default_model_dir, pick_backend};
 

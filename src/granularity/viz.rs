@@ -1,6 +1,6 @@
-//! Figures made of plain pixels: structure maps (clusters coloured, boundaries drawn) and stage
-//! strips (for every stage, the decoded canvas above its structure map). Used by the command line
-//! and, later, by the editor's thumbnails. No burn, no egui.
+//! Figures made of plain pixels: structure maps (clusters coloured, boundaries drawn), stage
+//! strips (for every stage, the decoded canvas above its structure map) and tile grids. Used by
+//! the command line, the evaluations and the editor's thumbnails. No burn, no egui.
 
 use image::{Rgb, RgbImage};
 
@@ -85,6 +85,22 @@ pub fn stage_strip(decoded: &[RgbImage], maps: &[Vec<u32>], side: usize) -> RgbI
         image::imageops::replace(&mut out, &up, x0 as i64, gap as i64);
         let m = structure_map_image(&maps[i], side, i, cell);
         image::imageops::replace(&mut out, &m, x0 as i64, (2 * gap + tile) as i64);
+    }
+    out
+}
+
+/// Stacks rows of equally sized tiles into one figure with 4-pixel gutters; rows may differ in
+/// length (short rows are left blank at the end).
+pub fn grid_figure(rows: &[Vec<RgbImage>], scale: u32) -> RgbImage {
+    let tile = rows.iter().flatten().next().map(|t| t.width() * scale).unwrap_or(1);
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0) as u32;
+    let gap = 4;
+    let mut out = RgbImage::from_pixel(cols * (tile + gap) + gap, rows.len() as u32 * (tile + gap) + gap, image::Rgb([245, 245, 245]));
+    for (ri, row) in rows.iter().enumerate() {
+        for (ci, t) in row.iter().enumerate() {
+            let up = upscale(t, scale);
+            image::imageops::replace(&mut out, &up, (gap + ci as u32 * (tile + gap)) as i64, (gap + ri as u32 * (tile + gap)) as i64);
+        }
     }
     out
 }

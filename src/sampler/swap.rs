@@ -7,7 +7,8 @@ use std::path::Path;
 use image::{GrayImage, RgbImage};
 
 use crate::granularity::GranularitySequence;
-use crate::pipeline::{Bundle, tensor_to_images};
+use crate::model::images::tensor_to_images;
+use crate::sampler::Bundle;
 use crate::sampler::{ImageJob, SampleError, SamplerSettings};
 
 /// What a swap keeps from the reference.
@@ -117,18 +118,3 @@ pub fn layout_from_mask(path: &Path, side: usize, image_size: usize) -> Result<V
     Ok(map)
 }
 
-/// Stacks rows of equally sized tiles into one figure with 4-pixel gutters; rows may differ in
-/// length (short rows are left blank at the end).
-pub fn grid_figure(rows: &[Vec<RgbImage>], scale: u32) -> RgbImage {
-    let tile = rows.iter().flatten().next().map(|t| t.width() * scale).unwrap_or(1);
-    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0) as u32;
-    let gap = 4;
-    let mut out = RgbImage::from_pixel(cols * (tile + gap) + gap, rows.len() as u32 * (tile + gap) + gap, image::Rgb([245, 245, 245]));
-    for (ri, row) in rows.iter().enumerate() {
-        for (ci, t) in row.iter().enumerate() {
-            let up = crate::viz::upscale(t, scale);
-            image::imageops::replace(&mut out, &up, (gap + ci as u32 * (tile + gap)) as i64, (gap + ri as u32 * (tile + gap)) as i64);
-        }
-    }
-    out
-}
