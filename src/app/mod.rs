@@ -1069,10 +1069,7 @@ pub fn default_class(model: &ModelInfo) -> usize {
 
 /// A deterministic new seed derived from an old one (SplitMix64 step).
 pub fn next_seed(seed: u64, salt: usize) -> u64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(salt as u64);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) % 1_000_000
+    crate::granularity::rng::splitmix64(seed.wrapping_add(salt as u64)) % 1_000_000
 }
 
 /// A distinct colour per class for the class-map tint and legend.

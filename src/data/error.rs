@@ -133,20 +133,4 @@ pub enum DataError {
     InvalidSetting(String),
 }
 
-/// Makes a message from another library safe to embed in a one-line error.
-pub(crate) fn one_line(message: impl std::fmt::Display) -> String {
-    let text = message.to_string();
-    let mut out = String::with_capacity(text.len());
-    for (i, part) in text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .enumerate()
-    {
-        if i > 0 {
-            out.push_str("; ");
-        }
-        out.push_str(part);
-    }
-    out
-}
+pub(crate) use crate::granularity::text::one_line;

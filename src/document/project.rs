@@ -2,6 +2,7 @@
 //! and the run history. Written atomically (temporary file + rename), read with one-line errors
 //! that name the file and the problem.
 
+use crate::granularity::text::one_line;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -240,9 +241,6 @@ impl Project {
     }
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -15,7 +15,9 @@
 pub mod clustering;
 pub mod hierarchy;
 pub mod sequence;
+pub mod rng;
 pub mod split;
+pub mod text;
 pub mod viz;
 
 use std::path::PathBuf;
@@ -169,11 +171,9 @@ pub(crate) mod test_support {
 
     impl Rng {
         pub fn next_u64(&mut self) -> u64 {
+            let out = super::rng::splitmix64(self.0);
             self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
+            out
         }
 
         /// Uniform in `[lo, hi)`.

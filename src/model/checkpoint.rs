@@ -5,6 +5,7 @@
 //! Loading checks the kind and version first, then compares the stored configuration with the
 //! expected one and names the first field that differs, before any weight is read.
 
+use crate::granularity::text::one_line;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -152,13 +153,6 @@ pub fn write_meta<C: Serialize>(dir: &Path, meta: &CheckpointMeta<C>) -> Result<
         .map_err(|e| CheckpointError::Write { path: dir.to_path_buf(), reason: e.to_string() })
 }
 
-fn one_line(s: &str) -> String {
-    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    match s.char_indices().nth(300) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s,
-    }
-}
 
 /// Writes a module's weights (`model.bpk`) and then the metadata, each atomically.
 pub fn save_module<M: burn::module::Module, C: Serialize>(

@@ -23,6 +23,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::transformer::{HEAD_DIM, LastLayer, ParallelBlock, Rope, RopeLayout, xavier_linear};
+use crate::granularity::text::one_line;
 use crate::granularity::{num_stages_for, sigma_of_label};
 
 /// Dimension of the sinusoidal time embedding fed to the structure branch's time MLP (§4.5).
@@ -805,13 +806,6 @@ pub struct GeneratorImportError {
     pub reason: String,
 }
 
-fn one_line(s: &str) -> String {
-    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    match s.char_indices().nth(300) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s,
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! Saving and loading tokenizers: our versioned checkpoints, and reference weights in the
 //! official key layout (safetensors, or a PyTorch checkpoint through burn's store).
 
+use crate::granularity::text::one_line;
 use std::path::{Path, PathBuf};
 
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
@@ -51,10 +52,6 @@ pub struct ImportError {
     pub reason: String,
 }
 
-fn one_line(s: &str) -> String {
-    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if s.len() > 300 { format!("{}…", &s[..s.char_indices().nth(300).map(|(i, _)| i).unwrap_or(s.len())]) } else { s }
-}
 
 fn check_result(path: &Path, r: burn::store::ApplyResult) -> Result<(), ImportError> {
     if !r.errors.is_empty() {

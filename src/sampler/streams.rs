@@ -17,12 +17,7 @@ pub enum Purpose {
     Gumbel = 3,
 }
 
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
+use crate::granularity::rng::splitmix64 as splitmix;
 
 /// The stream of (seed, stage, purpose).
 pub fn stream(seed: u64, stage: usize, purpose: Purpose) -> ChaCha8Rng {
