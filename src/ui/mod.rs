@@ -2,3 +2,4 @@
 
 pub mod actions;
 pub mod canvas;
+pub mod tools;
