@@ -49,6 +49,9 @@ pub struct TrainJudgeArgs {
     /// Largest random rotation in degrees.
     #[arg(long, default_value_t = 0.0)]
     pub max_rotation: f32,
+    /// Dropout on the features before the head.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
     /// Label smoothing.
     #[arg(long, default_value_t = 0.1)]
     pub label_smoothing: f32,
@@ -74,6 +77,7 @@ pub fn run(a: TrainJudgeArgs, backend: &nvg_studio::backend::Backend) -> Result<
         max_shift: a.max_shift,
         max_scale: a.max_scale,
         max_rotation_deg: a.max_rotation,
+        dropout: a.dropout,
         label_smoothing: a.label_smoothing,
         seed: a.seed,
         warmup_steps: JudgeTrainOptions::default().warmup_steps.min(a.steps / 10).max(1),

@@ -173,6 +173,9 @@ pub struct JudgeTrainOptions {
     /// Largest random rotation in degrees (0 = none).
     #[serde(default)]
     pub max_rotation_deg: f32,
+    /// Dropout on the features before the linear head during training (0 = none).
+    #[serde(default)]
+    pub dropout: f64,
     /// Seed of initialisation, batches and augmentation.
     pub seed: u64,
 }
@@ -190,6 +193,7 @@ impl Default for JudgeTrainOptions {
             max_shift: 2,
             max_scale: 0.0,
             max_rotation_deg: 0.0,
+            dropout: 0.0,
             seed: 0,
         }
     }
@@ -388,6 +392,9 @@ pub fn train_judge_monitored(
     if opts.batch_size == 0 {
         return Err(JudgeError::Invalid("judge batch size must be at least 1".into()));
     }
+    if !(0.0..1.0).contains(&opts.dropout) {
+        return Err(JudgeError::Invalid(format!("judge dropout {} is not in [0, 1)", opts.dropout)));
+    }
     let ad = device.clone().autodiff();
     ad.seed(opts.seed);
     let mut model = Judge::new(cfg, &ad);
@@ -415,7 +422,17 @@ pub fn train_judge_monitored(
         let x = to_tensor(&refs, &ad);
         let b = targets.len();
         let y: Tensor<1, Int> = Tensor::from_data(TensorData::new(targets.clone(), [b]), &ad);
-        let logits = model.forward(x);
+        let logits = if opts.dropout > 0.0 {
+            // Inverted dropout with a mask from the run's own stream (same seed ⇒ same mask).
+            let f = model.features(x);
+            let dim = cfg.feature_dim();
+            let keep = 1.0 - opts.dropout;
+            let mask: Vec<f32> =
+                (0..b * dim).map(|_| if rng.random_bool(keep) { (1.0 / keep) as f32 } else { 0.0 }).collect();
+            model.head.forward(f * Tensor::<2>::from_data(TensorData::new(mask, [b, dim]), &ad))
+        } else {
+            model.forward(x)
+        };
         let pred = to_vec_i64(logits.clone().detach().argmax(1));
         let loss = loss_fn.forward(logits, y);
         let loss_v = to_vec_f32(loss.clone().detach()).first().copied().unwrap_or(f32::NAN) as f64;
