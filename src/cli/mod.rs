@@ -47,7 +47,7 @@ pub const DEFAULT_TOKENIZER: &str = "assets/model/tokenizer";
 
 pub fn pick_backend(choice: BackendChoice) -> Result<Backend> {
     let b = backend::select(choice)?;
-    use nvg_studio::model::{bf16, host};
+    use nvg_studio::model::host::{self, bf16};
     if b.is_cpu && host::enabled() {
         eprintln!("backend: {b}; generator inference through {}", host::label());
         if host::precision() == host::Precision::Bf16 {

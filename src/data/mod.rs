@@ -12,16 +12,13 @@
 //! * [`order`]: seeded, dependency-stable shuffles ([`epoch_order`]) and the stratified split
 //!   ([`stratified_split`]).
 //! * [`emoji`]: the bundled emoji set, [`EmojiSheet`] (sprite sheet + `.ron` labels, 32 classes, 8 art
-//!   styles) and [`EmojiSource`]; [`emoji_build`] makes it from pinned npm packages ([`emoji_render`]
-//!   draws the tiles, [`emoji_classes`] lists the classes); [`contact`] draws contact sheets.
+//!   styles) and [`EmojiSource`]; [`emoji::build`] makes it from pinned npm packages ([`emoji::render`]
+//!   draws the tiles, [`emoji::classes`] lists the classes); [`contact`] draws contact sheets.
 //!
 //! Training code reads any of these through [`ImageSource`].
 
 pub mod contact;
 pub mod emoji;
-pub mod emoji_build;
-pub mod emoji_classes;
-pub mod emoji_render;
 pub mod error;
 pub mod folder;
 pub mod image_io;
@@ -34,8 +31,8 @@ pub use contact::contact_sheet;
 pub use emoji::{
     BUNDLED_EMOJI_LABELS, DatasetSummary, EmojiLabels, EmojiSheet, EmojiSource, VendorInfo,
 };
-pub use emoji_build::{BuildOptions, BuildProgress, BuildReport, build_emoji_sheet};
-pub use emoji_render::SheetEncoding;
+pub use emoji::build::{BuildOptions, BuildProgress, BuildReport, build_emoji_sheet};
+pub use emoji::render::SheetEncoding;
 pub use error::DataError;
 pub use folder::{FolderSource, IMAGE_EXTENSIONS, ImageFolder, has_image_extension};
 pub use image_io::{

@@ -1,6 +1,5 @@
 //! burn modules, device-agnostic: tensors carry their `Device`, chosen once at start-up.
 
-pub mod bf16;
 pub mod checkpoint;
 pub mod config;
 pub mod ema;
@@ -8,7 +7,6 @@ pub mod generator;
 pub mod generator_io;
 pub mod host;
 pub mod images;
-pub mod kernels;
 pub mod tokenizer;
 pub mod tokenizer_io;
 pub mod transformer;

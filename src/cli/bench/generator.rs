@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use nvg_studio::backend::BackendChoice;
 use nvg_studio::granularity::GranularitySequence;
 use nvg_studio::model::generator::GeneratorConfig;
-use nvg_studio::model::bf16;
+use nvg_studio::model::host::bf16;
 use nvg_studio::model::host::{HostGenerator, Precision};
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
 use nvg_studio::sampler::{Bundle, load_bundle};

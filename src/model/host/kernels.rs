@@ -1,4 +1,4 @@
-//! Vectorised f32 kernels for the host inference path ([`super::host`]): the exponentials of a
+//! Vectorised f32 kernels for the host inference path ([`super`]): the exponentials of a
 //! softmax row, GELU-tanh, the modulated LayerNorm, q/k RMSNorm + RoPE of one head row, and the
 //! gated residual.
 //!
@@ -681,7 +681,7 @@ mod tests {
         gelu_tanh(&xs, &bias, &mut a);
         gelu_tanh_bf16(&xs, &bias, &mut h);
         for (g, h) in a.iter().zip(&h) {
-            assert_eq!(*h, crate::model::bf16::to_bf16(*g), "gelu {g}");
+            assert_eq!(*h, crate::model::host::bf16::to_bf16(*g), "gelu {g}");
         }
     }
 
@@ -694,7 +694,7 @@ mod tests {
         let sb = exp_shifted_row_bf16(&mut b, &mut h);
         assert!((sa - sb).abs() <= 1e-6 * sa, "sums {sa} {sb}");
         for (e, h) in a.iter().zip(&h) {
-            assert_eq!(*h, crate::model::bf16::to_bf16(*e), "exp {e}");
+            assert_eq!(*h, crate::model::host::bf16::to_bf16(*e), "exp {e}");
         }
     }
 

@@ -3,11 +3,15 @@
 //! `assets/emoji/emoji-32.png` holds 32×32 tiles in rows of 64, left to right, top to bottom, on a white
 //! background; `assets/emoji/emoji-32.ron` ([`EmojiLabels`]) names the classes and gives each tile its
 //! class, its vendor (art style) and its emoji. `nvg-studio dataset build-emoji` makes both from pinned
-//! npm packages ([`super::emoji_build`]); `docs/dataset.md` describes the set.
+//! npm packages ([`super::emoji::build`]); `docs/dataset.md` describes the set.
 //!
 //! [`EmojiSheet::open`] checks the pair before anything is used: every problem (a missing or corrupt
 //! file, per-class counts that disagree with the tiles, a sheet of the wrong size) is a one-line
 //! [`DataError`] naming the file. The held-out split ([`EmojiSheet::split`]) holds out whole emoji.
+
+pub mod build;
+pub mod classes;
+pub mod render;
 
 use std::collections::BTreeMap;
 use std::fs;

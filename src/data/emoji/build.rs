@@ -34,11 +34,11 @@ use flate2::read::GzDecoder;
 use image::RgbImage;
 use serde::Deserialize;
 
-use super::emoji::{EMOJI_LABELS_FORMAT, EMOJI_LABELS_VERSION, EmojiLabels, VendorInfo};
-use super::emoji_classes::EMOJI_CLASSES;
-use super::emoji_render::{IconSvg, SheetEncoding, encode_sheet_png, render_tile};
-use super::error::{DataError, one_line};
-use super::image_io::write_atomically;
+use super::{EMOJI_LABELS_FORMAT, EMOJI_LABELS_VERSION, EmojiLabels, VendorInfo};
+use super::classes::EMOJI_CLASSES;
+use super::render::{IconSvg, SheetEncoding, encode_sheet_png, render_tile};
+use crate::data::error::{DataError, one_line};
+use crate::data::image_io::write_atomically;
 
 /// Tiles per sheet row.
 pub const SHEET_COLUMNS: u32 = 64;

@@ -1,4 +1,4 @@
-//! bf16 matrix products for the generator's host path ([`super::host`]) at reduced precision:
+//! bf16 matrix products for the generator's host path ([`super`]) at reduced precision:
 //! both operands rounded to bfloat16 (round to nearest even), products accumulated in f32.
 //!
 //! Three kernels compute the same products, the best one the CPU has chosen at run time:

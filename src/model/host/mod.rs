@@ -1,13 +1,13 @@
 //! The generator's inference path on the host CPU: both branches of [`NvgGenerator`] evaluated on
 //! plain `f32` buffers with the `gemm` crate's kernels and the fused kernels of
-//! [`super::kernels`], instead of one burn-flex operation at a time.
+//! [`kernels`], instead of one burn-flex operation at a time.
 //!
 //! Why: burn-flex reaches ≈ 47 GFLOP/s on the structure block's fused projection (513 × 128 ·
 //! 128 × 896) and runs GELU's `exp` one element at a time, while `gemm` itself reaches ≈ 160
 //! GFLOP/s on the same shape with the rows split over the two cores (docs/benchmarks.md). The
 //! arithmetic is the burn path's (same formulas, f32 throughout); only the rounding order differs,
 //! and the parity tests hold this path to the reference vectors too. [`Precision::Bf16`] instead
-//! rounds the blocks' matrix-product operands to bfloat16 ([`super::bf16`]).
+//! rounds the blocks' matrix-product operands to bfloat16 ([`bf16`]).
 //!
 //! Determinism: every image of a batch is computed alone, and every row split is a fixed function
 //! of the shape (two halves, whichever thread runs them), so a result does not depend on the batch
@@ -16,14 +16,16 @@
 //! Used by the sampler on the CPU backend (burn's flex device, without autodiff); the burn path
 //! stays for training, the GPU and as the reference (`set_enabled(false)`).
 
+pub mod bf16;
+pub mod kernels;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
-use super::bf16::{self, PackedB};
+use self::bf16::PackedB;
 use super::generator::{NvgGenerator, context_logit_velocity, structure_position_table, time_embedding_values};
-use super::kernels;
 use super::tokenizer::to_vec_f32;
 use super::transformer::{HEAD_DIM, LastLayer, NORM_EPS, ParallelBlock, rope_tables};
 
@@ -37,7 +39,7 @@ pub enum Precision {
     #[default]
     F32,
     /// Operands of the blocks' products (projections, attention scores, attention · v) rounded
-    /// to bfloat16, sums in f32 ([`super::bf16`]); everything else stays f32.
+    /// to bfloat16, sums in f32 ([`bf16`]); everything else stays f32.
     Bf16,
 }
 
@@ -81,7 +83,7 @@ pub fn label() -> String {
 
 /// [`label`] for a given precision.
 pub fn label_for(precision: Precision) -> String {
-    let base = format!("host kernels ({})", super::kernels::instruction_set());
+    let base = format!("host kernels ({})", kernels::instruction_set());
     match precision {
         Precision::F32 => base,
         Precision::Bf16 => format!("{base} · bf16 ({})", bf16::kernel().name()),

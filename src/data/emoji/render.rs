@@ -16,7 +16,7 @@ use color_quant::NeuQuant;
 use image::RgbImage;
 use resvg::{tiny_skia, usvg};
 
-use super::error::one_line;
+use crate::data::error::one_line;
 
 /// Side (px) of the first, bounding-box-finding render.
 pub const PROBE_SIZE: u32 = 256;
