@@ -155,12 +155,17 @@ fn worker_wakes_the_ui_at_once_for_results_and_at_the_next_frame_for_progress() 
 /// (what a model switch in the editor relies on to keep the Run menu's choice).
 #[test]
 fn a_worker_started_at_bf16_loads_at_bf16() {
-    use nvg_studio::model::host::Precision;
+    use nvg_studio::worker::Precision;
     let (_d, m) = model_dir();
     for (p, bf16) in [(Precision::Bf16, true), (Precision::F32, false)] {
         let w = WorkerHandle::spawn_at(m.clone(), None, BackendChoice::Cpu, p, std::sync::Arc::new(|_| {}));
         match w.recv_timeout(Duration::from_secs(60)) {
-            Some(Event::Loaded { backend, .. }) => assert_eq!(backend.contains("· bf16 ("), bf16, "{p:?}: {backend}"),
+            Some(Event::Loaded { backend, precision, bf16_support, .. }) => {
+                assert_eq!(backend.contains("· bf16 ("), bf16, "{p:?}: {backend}");
+                // The editor's Run menu learns both from the event, not from the model.
+                assert_eq!(precision, p);
+                assert_eq!(bf16_support, nvg_studio::worker::Bf16Support::detect());
+            }
             other => panic!("expected Loaded, got {other:?}"),
         }
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 
 use super::{AppOptions, NvgApp};
-use crate::backend::BackendChoice;
+use crate::worker::BackendChoice;
 use crate::document::Command;
 
 /// One frame driver: a headless egui context with a fixed window size and advancing time.

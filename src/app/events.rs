@@ -37,8 +37,10 @@ impl NvgApp {
                 }
                 self.backend = backend;
             }
-            Event::Loaded { info, model_dir, fallback_note, backend, millis } => {
+            Event::Loaded { info, model_dir, fallback_note, backend, precision, bf16_support, millis } => {
                 self.backend = backend;
+                self.bf16 = precision == Precision::Bf16;
+                self.bf16_support = Some(bf16_support);
                 self.opts.model_dir = model_dir;
                 let class = default_class(&info);
                 self.view.brush_class = class;

@@ -21,8 +21,8 @@ impl NvgApp {
     }
 
     /// The precision the Run menu asks for.
-    pub(crate) fn precision(&self) -> crate::model::host::Precision {
-        if self.bf16 { crate::model::host::Precision::Bf16 } else { crate::model::host::Precision::F32 }
+    pub(crate) fn precision(&self) -> Precision {
+        if self.bf16 { Precision::Bf16 } else { Precision::F32 }
     }
 
     /// Switches the generator's products between f32 and bf16 (from the next run on).

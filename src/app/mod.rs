@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 use image::RgbImage;
 
-use crate::backend::BackendChoice;
+use crate::worker::{BackendChoice, Precision};
 use crate::document::{
     Command, Editor, HistoryEntry, ModelInfo, UndoOutcome, run_spec,
     run_spec_from,
@@ -109,8 +109,11 @@ pub struct NvgApp {
     worker: WorkerHandle,
     editor: Option<Editor>,
     backend: String,
-    /// The generator's products in bf16 (Run menu; starts as `--precision` says).
+    /// The generator's products in bf16 (Run menu; the worker's Loaded event says what it
+    /// started with, `--precision` or the menu's choice before a model switch).
     pub(crate) bf16: bool,
+    /// How this CPU computes bf16 products (from the worker; None before the model loads).
+    pub(crate) bf16_support: Option<crate::worker::Bf16Support>,
     /// The user switched the precision and the worker has not confirmed it yet.
     precision_switch_pending: bool,
     load_error: Option<String>,
@@ -182,7 +185,8 @@ impl NvgApp {
             worker,
             editor: None,
             backend: String::new(),
-            bf16: crate::model::host::precision() == crate::model::host::Precision::Bf16,
+            bf16: false,
+            bf16_support: None,
             precision_switch_pending: false,
             load_error: None,
             project_path: None,

@@ -13,187 +13,18 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use image::RgbImage;
 use sha2::{Digest, Sha256};
 
-use crate::backend::{Backend, BackendChoice};
+use crate::backend::Backend;
 use crate::document::{ModelInfo, RunSpec, Settings};
 use crate::granularity::GranularitySequence;
 use crate::model::images::{encode_images, tensor_to_images};
 use crate::sampler::{Bundle, load_bundle_at};
 use crate::sampler::{ImageJob, Linear, Lock, SampleError, SamplerSettings};
 
-/// "No revision wanted": set by Stop so any running job cancels.
-pub const NOTHING: u64 = u64::MAX;
+mod protocol;
 
-/// A request to the worker.
-#[derive(Debug)]
-pub enum Request {
-    /// Bring the document up to date: generate from `spec.from_stage`.
-    Run {
-        /// Document revision.
-        revision: u64,
-        /// What to run.
-        spec: Box<RunSpec>,
-    },
-    /// Decode every stage of an existing sequence (after undo, open, restore).
-    Render {
-        /// Document revision.
-        revision: u64,
-        /// The sequence.
-        sequence: Box<GranularitySequence>,
-    },
-    /// `seeds.len()` alternatives of the document from `spec.from_stage`, each with its own
-    /// seed for that stage.
-    Variations {
-        /// Document revision.
-        revision: u64,
-        /// The run (its `from_stage` is the varied stage).
-        spec: Box<RunSpec>,
-        /// One stage seed per variation.
-        seeds: Vec<u64>,
-    },
-    /// Encode an image file into a sequence with the tokenizer.
-    Encode {
-        /// Document revision the request was made at.
-        revision: u64,
-        /// Image file.
-        path: PathBuf,
-    },
-    /// Compute the generator's products at this precision from the next run on (CPU host path
-    /// only; answered with [`Event::BackendChanged`]).
-    SetPrecision(crate::model::host::Precision),
-    /// Stop the thread.
-    Shutdown,
-}
-
-/// One decoded image, plain RGB.
-pub type StageImage = RgbImage;
-
-/// One alternative of a variations request.
-#[derive(Clone, Debug)]
-pub struct Variation {
-    /// Its stage seed.
-    pub seed: u64,
-    /// The complete sequence.
-    pub sequence: GranularitySequence,
-    /// Final image.
-    pub image: StageImage,
-}
-
-/// What the worker reports.
-#[derive(Clone, Debug)]
-pub enum Event {
-    /// The model is loaded.
-    Loaded {
-        /// Its identity.
-        info: ModelInfo,
-        /// The folder it was loaded from.
-        model_dir: PathBuf,
-        /// Set when the requested model failed and the fallback was loaded instead: why, in one line.
-        fallback_note: Option<String>,
-        /// Compute backend in use.
-        backend: String,
-        /// Load time.
-        millis: u128,
-    },
-    /// The compute description changed (after [`Request::SetPrecision`]).
-    BackendChanged {
-        /// What the status bar shows, e.g. "cpu (flex) · host kernels (AVX-512) · bf16 (AMX)".
-        backend: String,
-    },
-    /// The model could not be loaded (the message says how to fix it).
-    LoadFailed {
-        /// One line.
-        message: String,
-    },
-    /// A run started.
-    Started {
-        /// Revision.
-        revision: u64,
-        /// First generated stage.
-        from_stage: usize,
-    },
-    /// A flow step of `stage` is done.
-    Progress {
-        /// Revision.
-        revision: u64,
-        /// Stage being computed.
-        stage: usize,
-        /// Steps done in this stage.
-        step: usize,
-        /// Steps this stage takes.
-        steps: usize,
-    },
-    /// A stage finished: its structure map, codes and decoded canvas.
-    Stage {
-        /// Revision.
-        revision: u64,
-        /// Stage.
-        stage: usize,
-        /// Structure map (N·N labels).
-        structure: Vec<u32>,
-        /// Codes (2^stage).
-        codes: Vec<u32>,
-        /// Decoded canvas after this stage.
-        image: StageImage,
-    },
-    /// The run finished.
-    Finished {
-        /// Revision.
-        revision: u64,
-        /// Complete sequence.
-        sequence: GranularitySequence,
-        /// Wall time of the run.
-        millis: u128,
-    },
-    /// The run was superseded or stopped.
-    Cancelled {
-        /// Revision.
-        revision: u64,
-    },
-    /// The run failed.
-    Failed {
-        /// Revision.
-        revision: u64,
-        /// One line.
-        message: String,
-    },
-    /// Every stage of a sequence decoded.
-    Rendered {
-        /// Revision.
-        revision: u64,
-        /// One image per stage.
-        images: Vec<StageImage>,
-    },
-    /// Variations finished.
-    Variations {
-        /// Revision.
-        revision: u64,
-        /// The varied stage.
-        stage: usize,
-        /// The alternatives.
-        results: Vec<Variation>,
-    },
-    /// An image was encoded.
-    Encoded {
-        /// Revision the request was made at.
-        revision: u64,
-        /// The file.
-        path: PathBuf,
-        /// Its sequence.
-        sequence: GranularitySequence,
-        /// Decoded canvas per stage.
-        images: Vec<StageImage>,
-        /// What was done to fit it (resized, alpha composited).
-        note: Option<String>,
-    },
-    /// An image could not be encoded.
-    EncodeFailed {
-        /// One line naming the file.
-        message: String,
-    },
-}
+pub use protocol::{BackendChoice, Bf16Support, Event, NOTHING, Precision, Request, StageImage, Variation};
 
 /// The UI's end of the worker.
 pub struct WorkerHandle {
@@ -252,7 +83,7 @@ impl WorkerHandle {
         model_dir: PathBuf,
         fallback: Option<PathBuf>,
         backend: BackendChoice,
-        precision: crate::model::host::Precision,
+        precision: Precision,
         repaint: Repaint,
     ) -> Self {
         let (tx, req_rx) = unbounded::<Request>();
@@ -445,7 +276,7 @@ fn worker_main(
     model_dir: PathBuf,
     fallback: Option<PathBuf>,
     choice: BackendChoice,
-    precision: crate::model::host::Precision,
+    precision: Precision,
     rx: Receiver<Request>,
     tx: Sender<Event>,
     wanted: Arc<AtomicU64>,
@@ -506,6 +337,8 @@ fn worker_main(
         model_dir,
         fallback_note,
         backend: backend_label(&backend, &bundle),
+        precision: bundle.host.as_ref().map_or(Precision::F32, |h| h.precision()),
+        bf16_support: Bf16Support::detect(),
         millis: t0.elapsed().as_millis(),
     });
     let mut w = Worker { bundle, backend, wanted, send: &send };
@@ -539,7 +372,7 @@ struct Worker<'a> {
 impl Worker<'_> {
     /// Rebuilds the host copy at `precision` (this worker's only: the process-wide setting of
     /// `--precision` is left alone) and reports the new description.
-    fn set_precision(&mut self, precision: crate::model::host::Precision) {
+    fn set_precision(&mut self, precision: Precision) {
         if self.bundle.host.as_ref().is_some_and(|h| h.precision() != precision) {
             self.bundle.host = Some(crate::model::host::HostGenerator::with_precision(&self.bundle.generator, precision));
         }
