@@ -13,7 +13,7 @@ use egui_kittest::kittest::Queryable;
 use common::{ready, step_until};
 use nvg_studio::app::{AppOptions, Export, NvgApp};
 use nvg_studio::backend::BackendChoice;
-use nvg_studio::document::{Command, Editor, ModelInfo, Settings, State, run_spec, run_spec_from};
+use nvg_studio::document::{Command, Editor, ModelInfo, SamplerSettings, State, run_spec, run_spec_from};
 use nvg_studio::granularity::GranularitySequence;
 use nvg_studio::worker::{Event, Request, WorkerHandle};
 
@@ -57,13 +57,13 @@ fn until_done(w: &WorkerHandle, revision: u64) -> Vec<Event> {
 
 /// Few flow steps and the paper's guidance (so that these tests do not move with the product's
 /// default guidance, which is tuned for the bundled model).
-fn fast() -> Settings {
-    use nvg_studio::document::Schedule;
-    Settings {
+fn fast() -> SamplerSettings {
+    use nvg_studio::document::Linear;
+    SamplerSettings {
         flow_steps: 3,
-        content_cfg: Some(Schedule { start: 1.0, end: 3.5 }),
-        structure_cfg: Some(Schedule { start: 1.0, end: 2.5 }),
-        ..Settings::default()
+        content_cfg: Some(Linear { start: 1.0, end: 3.5 }),
+        structure_cfg: Some(Linear { start: 1.0, end: 2.5 }),
+        ..SamplerSettings::editor()
     }
 }
 
@@ -243,7 +243,7 @@ fn stopped_and_resumed_equals_uninterrupted(lock: Option<(usize, Vec<usize>)>) {
         "the left-over stages differ from the new lineage's (else this test shows nothing)"
     );
     // Resumed: the left-over map of stage 3 is regenerated, and the result is the same.
-    assert_eq!(run_spec(ed.state()).unwrap().from_stage, 2);
+    assert_eq!(run_spec(ed.state()).unwrap().from_stage(), 2);
     run_editor(&w, &mut ed);
     assert_eq!(ed.state().sequence, whole.state().sequence);
 }
@@ -311,7 +311,7 @@ fn stop_takes_effect_within_a_stage_and_a_newer_revision_supersedes() {
     let (w, info) = spawn(&m);
     let mut ed = new_editor(&info, 0, 1);
     // Many flow steps so one stage takes a while.
-    ed.apply(&Command::SetSettings(Settings { flow_steps: 4000, ..fast() })).unwrap();
+    ed.apply(&Command::SetSettings(SamplerSettings { flow_steps: 4000, ..fast() })).unwrap();
     let rev = ed.revision();
     w.send(Request::Run { revision: rev, spec: Box::new(run_spec(ed.state()).unwrap()) });
     // Wait for the first flow step, then stop.
@@ -355,8 +355,7 @@ fn variations_differ_only_from_their_stage_and_encode_reports_bad_files() {
     let mut ed = new_editor(&info, 3, 2);
     run_editor(&w, &mut ed);
     let base = ed.state().sequence.clone().unwrap();
-    let mut spec = run_spec_from(ed.state(), 2);
-    spec.from_stage = 2;
+    let spec = run_spec_from(ed.state(), 2);
     let rev = ed.revision();
     w.send(Request::Variations { revision: rev, spec: Box::new(spec), seeds: vec![101, 202, 303] });
     let evs = until_done(&w, rev);

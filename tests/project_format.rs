@@ -29,7 +29,7 @@ fn a_version_1_project_reads_and_writes_byte_for_byte() {
     let s = &p.state;
     assert!(s.sequence.is_some() && s.class_map.is_some() && s.lock.is_some() && s.blueprint.is_some());
     assert!(!s.stage_seeds.is_empty());
-    assert_ne!(s.settings, nvg_studio::document::Settings::default());
+    assert_ne!(s.settings, nvg_studio::document::SamplerSettings::editor());
     assert_eq!(p.history.len(), 1);
     assert!(p.history[0].thumbnail().is_some());
     // And a save through the atomic writer gives the same bytes.

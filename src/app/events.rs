@@ -224,7 +224,7 @@ impl NvgApp {
             }
         }
         if let Some(spec) = run_spec(ed.state()) {
-            let from = spec.from_stage;
+            let from = spec.from_stage();
             self.worker.send(Request::Run { revision, spec: Box::new(spec) });
             self.running = Some(Running::new(revision, from));
         } else if self.images_revision != revision && ed.state().sequence.is_none() {

@@ -421,8 +421,7 @@ impl NvgApp {
             ));
             return;
         }
-        let mut spec = run_spec_from(ed.state(), stage);
-        spec.from_stage = stage;
+        let spec = run_spec_from(ed.state(), stage);
         let base = ed.state().seed_of_stage(stage);
         let seeds: Vec<u64> = (1..=self.view.variations_n as u64).map(|i| next_seed(base ^ (i << 32), stage)).collect();
         let revision = ed.revision();

@@ -356,11 +356,11 @@ impl NvgApp {
             egui::CollapsingHeader::new("Sampler settings").show(ui, |ui| {
                 let mut s = state.settings.clone();
                 let mut release = false;
-                let mut sched = |ui: &mut egui::Ui, v: &mut Option<document::Schedule>, name: &str, max: f32| {
+                let mut sched = |ui: &mut egui::Ui, v: &mut Option<document::Linear>, name: &str, max: f32| {
                     let mut on = v.is_some();
                     ui.checkbox(&mut on, name);
                     if on != v.is_some() {
-                        *v = on.then_some(document::Schedule { start: 1.0, end: max / 2.0 });
+                        *v = on.then_some(document::Linear { start: 1.0, end: max / 2.0 });
                         release = true;
                     }
                     if let Some(x) = v.as_mut() {

@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::granularity::{GranularitySequence, SequenceStage};
+pub use crate::sampler::job::{ImageJob, Lock};
+pub use crate::sampler::settings::{Linear, SamplerSettings};
 
 pub use editor::{Editor, UndoOutcome};
 pub use project::{
@@ -49,16 +51,6 @@ impl ModelInfo {
     }
 }
 
-/// A lock (method §10.4): positions whose structure bits and codes survive reruns and brush
-/// strokes, at stages `from_stage..`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lock {
-    /// First stage the lock protects.
-    pub from_stage: usize,
-    /// One flag per latent position.
-    pub mask: Vec<bool>,
-}
-
 /// Structure borrowed from another image (method §5.4, pose-preserving swap): its structure maps
 /// of stages `1..=keep_structure_upto` are forced on every run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,53 +64,6 @@ pub struct Blueprint {
     /// Codes of stages 0..=k are kept too, when set.
     #[serde(default)]
     pub keep_content_upto: Option<usize>,
-}
-
-/// A linear per-stage schedule from `start` (stage 0) to `end` (last stage).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Schedule {
-    /// Value at stage 0.
-    pub start: f32,
-    /// Value at the last stage.
-    pub end: f32,
-}
-
-/// Sampler settings as the document stores them (mirrors `sampler::SamplerSettings`; the worker
-/// converts, so this module stays free of the model layers).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    /// Classifier-free guidance on content logits (None = off).
-    pub content_cfg: Option<Schedule>,
-    /// Classifier-free guidance on the structure velocity (None = off).
-    pub structure_cfg: Option<Schedule>,
-    /// Top-p schedule (None = off).
-    pub top_p: Option<Schedule>,
-    /// Top-k (0 = off).
-    pub top_k: usize,
-    /// Softmax temperature.
-    pub temperature: f32,
-    /// Euler steps of the structure flow.
-    pub flow_steps: usize,
-    /// Gumbel-top-k Split instead of the deterministic one.
-    pub gumbel: bool,
-}
-
-impl Default for Settings {
-    /// The sampler's defaults ([`crate::sampler::SamplerSettings::default`]), previewed with 10
-    /// flow steps instead of 25 (docs/benchmarks.md).
-    fn default() -> Self {
-        let s = crate::sampler::SamplerSettings::default();
-        let sched = |l: Option<crate::sampler::Linear>| l.map(|l| Schedule { start: l.start, end: l.end });
-        Self {
-            content_cfg: sched(s.content_cfg),
-            structure_cfg: sched(s.structure_cfg),
-            top_p: sched(s.top_p),
-            top_k: s.top_k,
-            temperature: s.temperature,
-            flow_steps: 10,
-            gumbel: s.gumbel,
-        }
-    }
 }
 
 /// The editable state: everything undo/redo restores.
@@ -147,7 +92,7 @@ pub struct State {
     /// Structure borrowed from a reference.
     pub blueprint: Option<Blueprint>,
     /// Sampler settings.
-    pub settings: Settings,
+    pub settings: SamplerSettings,
 }
 
 impl State {
@@ -163,7 +108,7 @@ impl State {
             stale_map: false,
             lock: None,
             blueprint: None,
-            settings: Settings::default(),
+            settings: SamplerSettings::editor(),
         }
     }
 
@@ -288,7 +233,7 @@ pub enum Command {
         seed: u64,
     },
     /// Sampler settings.
-    SetSettings(Settings),
+    SetSettings(SamplerSettings),
     /// Accept one of the "variations from stage k": its seed for stage k and its sequence.
     AcceptVariation {
         /// Stage the variations start at.
@@ -739,26 +684,18 @@ pub fn blank_sequence(model: &ModelInfo) -> GranularitySequence {
 /// turns into a sampler job.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunSpec {
-    /// First stage generated; stages before it (and the structure of this stage) are kept.
-    pub from_stage: usize,
-    /// Class of the image.
-    pub class: usize,
-    /// Class map.
-    pub class_map: Option<Vec<usize>>,
-    /// Base seed.
-    pub seed: u64,
-    /// Per-stage seeds.
-    pub stage_seeds: BTreeMap<usize, u64>,
-    /// Structure maps forced at stages after `from_stage` (from the blueprint).
-    pub forced_structure: BTreeMap<usize, Vec<u32>>,
-    /// Codes forced at stages ≥ `from_stage` (from the blueprint).
-    pub forced_codes: BTreeMap<usize, Vec<u32>>,
-    /// Lock against `previous`.
-    pub lock: Option<Lock>,
-    /// The current sequence (what resume and locks refer to).
-    pub previous: Option<GranularitySequence>,
+    /// The sampler's job: its `resume_from` is the first stage generated (stages before it, and
+    /// the structure of that stage, are kept from `previous`).
+    pub job: ImageJob,
     /// Sampler settings.
-    pub settings: Settings,
+    pub settings: SamplerSettings,
+}
+
+impl RunSpec {
+    /// First stage generated.
+    pub fn from_stage(&self) -> usize {
+        self.job.resume_from
+    }
 }
 
 /// The run that brings the document up to date (None when nothing is stale).
@@ -783,16 +720,20 @@ pub fn run_spec_from(state: &State, from_stage: usize) -> RunSpec {
             }
         }
     }
+    // With no sequence yet `from` is 0: a run from scratch.
     RunSpec {
-        from_stage: from,
-        class: state.class,
-        class_map: state.class_map.clone(),
-        seed: state.seed,
-        stage_seeds: state.stage_seeds.clone(),
-        forced_structure,
-        forced_codes,
-        lock: state.lock.clone(),
-        previous: state.sequence.clone(),
+        job: ImageJob {
+            class: state.class,
+            class_map: state.class_map.clone(),
+            seed: state.seed,
+            stage_seeds: state.stage_seeds.clone(),
+            forced_structure,
+            forced_codes,
+            lock: state.lock.clone(),
+            previous: state.sequence.clone(),
+            resume_from: from,
+            shared_noise: None,
+        },
         settings: state.settings.clone(),
     }
 }

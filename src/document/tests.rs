@@ -180,20 +180,20 @@ fn an_interrupted_run_keeps_a_valid_hierarchy_and_resumes_one_stage_early() {
         assert_eq!(seq.stages[3].structure[p] >> 1, seq.stages[2].structure[p]);
     }
     // The next run regenerates map 3: it starts at stage 2.
-    assert_eq!(run_spec(&s).unwrap().from_stage, 2);
+    assert_eq!(run_spec(&s).unwrap().from_stage(), 2);
     // An edit below the stale region changes nothing about that.
     apply(&mut s, &m, &Command::RerollStage { stage: 4, seed: 5 }).unwrap();
-    assert_eq!(run_spec(&s).unwrap().from_stage, 2);
+    assert_eq!(run_spec(&s).unwrap().from_stage(), 2);
     // Painting the left-over map makes it the user's: the run keeps it and starts at stage 3.
     apply(&mut s, &m, &Command::PaintStructure { stage: 3, parent: None, positions: vec![0, 1], child: 1 }).unwrap();
     assert_eq!((s.stale_from, s.stale_map), (Some(3), false));
-    assert_eq!(run_spec(&s).unwrap().from_stage, 3);
+    assert_eq!(run_spec(&s).unwrap().from_stage(), 3);
     // An edit before the stale region: the map there is current.
     let mut t = s.clone();
     t.stale_map = true;
     apply(&mut t, &m, &Command::RerollStage { stage: 1, seed: 9 }).unwrap();
     assert_eq!((t.stale_from, t.stale_map), (Some(1), false));
-    assert_eq!(run_spec(&t).unwrap().from_stage, 1);
+    assert_eq!(run_spec(&t).unwrap().from_stage(), 1);
 }
 
 #[test]
@@ -222,15 +222,15 @@ fn run_spec_resumes_and_forces_the_blueprint() {
     apply(&mut s, &m, &Command::UseAsBlueprint { source: "x".into(), keep_structure_upto: 3 }).unwrap();
     apply(&mut s, &m, &Command::SetClass { class: 1 }).unwrap();
     let spec = run_spec(&s).unwrap();
-    assert_eq!(spec.from_stage, 0);
-    assert_eq!(spec.forced_structure.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(spec.from_stage(), 0);
+    assert_eq!(spec.job.forced_structure.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
     // Painting stage 2 limits the blueprint to stage 2 and resumes there.
     apply(&mut s, &m, &Command::PaintStructure { stage: 2, parent: None, positions: vec![0], child: 1 }).unwrap();
     assert_eq!(s.blueprint.as_ref().unwrap().keep_structure_upto, 2);
     s.stale_from = Some(2);
     let spec = run_spec(&s).unwrap();
-    assert_eq!(spec.from_stage, 2);
-    assert!(spec.forced_structure.is_empty());
+    assert_eq!(spec.from_stage(), 2);
+    assert!(spec.job.forced_structure.is_empty());
     assert!(apply(&mut s, &m, &Command::SetBlueprintKeep { keep_structure_upto: 5 }).is_err());
 }
 
@@ -262,7 +262,7 @@ fn undo_redo_round_trips_every_command() {
         Command::ClearLock,
         Command::SetSeed { seed: 11 },
         Command::RerollStage { stage: 2, seed: 5 },
-        Command::SetSettings(Settings { gumbel: true, ..Settings::default() }),
+        Command::SetSettings(SamplerSettings { gumbel: true, ..SamplerSettings::editor() }),
         Command::AcceptVariation { stage: 1, seed: 3, sequence: sequence() },
         Command::UseAsBlueprint { source: "r".into(), keep_structure_upto: 2 },
         Command::SetBlueprintKeep { keep_structure_upto: 4 },

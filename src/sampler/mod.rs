@@ -4,11 +4,13 @@
 
 pub mod bundle;
 pub mod content;
+pub mod job;
 pub mod sample;
 pub mod settings;
 pub mod streams;
 pub mod swap;
 
 pub use bundle::{Bundle, BundleError, load_bundle, load_bundle_at, resolve_class};
-pub use sample::{ImageJob, Lock, SampleError, SampleOutput, StageDone, sample, sample_with, structure_flow};
+pub use job::{ImageJob, Lock};
+pub use sample::{SampleError, SampleOutput, StageDone, sample, sample_with, structure_flow};
 pub use settings::{Linear, SamplerSettings, flow_times};

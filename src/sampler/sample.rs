@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::content::sample_code;
+use super::job::ImageJob;
 use super::settings::{SamplerSettings, flow_times};
 use super::streams::{Purpose, gumbel, normals, stream};
 use crate::granularity::{GranularitySequence, SequenceStage, SplitOptions, sigma_of_label, split_balanced, split_general, split_gumbel};
@@ -21,53 +22,6 @@ use crate::model::generator::NvgGenerator;
 use crate::model::host::HostGenerator;
 use crate::model::tokenizer::to_vec_f32;
 use crate::model::Tokenizer;
-
-/// A lock (§10.4): positions whose structure bits and codes are kept from `ImageJob::previous`
-/// at stages `from_stage..`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Lock {
-    /// First stage the lock applies to.
-    pub from_stage: usize,
-    /// Locked latent positions (length L).
-    pub mask: Vec<bool>,
-}
-
-/// One image to generate and the controls that steer it.
-#[derive(Clone, Debug, Default)]
-pub struct ImageJob {
-    /// Class of the whole image.
-    pub class: usize,
-    /// Optional class per latent position (§10.5); a cluster takes its majority class.
-    pub class_map: Option<Vec<usize>>,
-    /// Base seed; stage i uses `stage_seeds[i]` when present, else this.
-    pub seed: u64,
-    /// Per-stage seed overrides ("reroll stage k").
-    pub stage_seeds: BTreeMap<usize, u64>,
-    /// Structure maps imposed for chosen stages (stage ≥ 1 → N·N labels).
-    pub forced_structure: BTreeMap<usize, Vec<u32>>,
-    /// Codes imposed for chosen stages (stage → one code per cluster).
-    pub forced_codes: BTreeMap<usize, Vec<u32>>,
-    /// Lock of positions against `previous`.
-    pub lock: Option<Lock>,
-    /// The result that `lock` and `resume_from` refer to.
-    pub previous: Option<GranularitySequence>,
-    /// Keep the structure maps of stages ≤ k and the codes of stages < k from `previous`, and
-    /// generate from the content of stage k on (0 = from scratch).
-    pub resume_from: usize,
-    /// An explicit structure noise `[L, S−1]` shared by every stage (the paper's single ε_s);
-    /// by default each stage draws its own from its stream, so stages stay independent.
-    pub shared_noise: Option<Vec<f32>>,
-}
-
-impl ImageJob {
-    /// A plain class-conditional job.
-    pub fn new(class: usize, seed: u64) -> Self {
-        Self { class, seed, ..Default::default() }
-    }
-    fn stage_seed(&self, stage: usize) -> u64 {
-        self.stage_seeds.get(&stage).copied().unwrap_or(self.seed)
-    }
-}
 
 /// What a finished stage reports.
 pub struct StageDone<'a> {

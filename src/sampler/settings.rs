@@ -70,6 +70,12 @@ impl SamplerSettings {
         }
     }
 
+    /// What the editor previews with: the defaults, with 10 structure flow steps instead of 25
+    /// (docs/benchmarks.md, "Fewer flow steps").
+    pub fn editor() -> Self {
+        Self { flow_steps: 10, ..Self::default() }
+    }
+
     /// Greedy content, no guidance: what the reference vectors' `gen_nocfg` run uses.
     pub fn greedy() -> Self {
         Self { content_cfg: None, structure_cfg: None, top_p: None, top_k: 1, ..Self::default() }

@@ -16,11 +16,11 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use sha2::{Digest, Sha256};
 
 use crate::backend::Backend;
-use crate::document::{ModelInfo, RunSpec, Settings};
+use crate::document::{ModelInfo, RunSpec};
 use crate::granularity::GranularitySequence;
 use crate::model::images::{encode_images, tensor_to_images};
 use crate::sampler::{Bundle, load_bundle_at};
-use crate::sampler::{ImageJob, Linear, Lock, SampleError, SamplerSettings};
+use crate::sampler::{ImageJob, SampleError};
 
 mod protocol;
 
@@ -177,35 +177,6 @@ pub fn model_hash(dir: &Path) -> std::io::Result<String> {
     Ok(d.iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
 
-/// Converts the document's settings to the sampler's.
-pub fn sampler_settings(s: &Settings) -> SamplerSettings {
-    let lin = |x: crate::document::Schedule| Linear { start: x.start, end: x.end };
-    SamplerSettings {
-        content_cfg: s.content_cfg.map(lin),
-        structure_cfg: s.structure_cfg.map(lin),
-        top_p: s.top_p.map(lin),
-        top_k: s.top_k,
-        temperature: s.temperature,
-        flow_steps: s.flow_steps,
-        gumbel: s.gumbel,
-    }
-}
-
-/// Turns a run description into a sampler job.
-pub fn image_job(spec: &RunSpec) -> ImageJob {
-    ImageJob {
-        class: spec.class,
-        class_map: spec.class_map.clone(),
-        seed: spec.seed,
-        stage_seeds: spec.stage_seeds.clone(),
-        forced_structure: spec.forced_structure.clone(),
-        forced_codes: spec.forced_codes.clone(),
-        lock: spec.lock.as_ref().map(|l| Lock { from_stage: l.from_stage, mask: l.mask.clone() }),
-        previous: spec.previous.clone(),
-        resume_from: if spec.previous.is_some() { spec.from_stage } else { 0 },
-        shared_noise: None,
-    }
-}
 
 /// What the status bar says about the model's compute: the backend, and on the CPU whether the
 /// generator runs through the fused host kernels (and which instruction set they use).
@@ -393,8 +364,8 @@ impl Worker<'_> {
             return;
         }
         let t0 = Instant::now();
-        let settings = sampler_settings(&spec.settings);
-        let job = image_job(spec);
+        let settings = &spec.settings;
+        let job = spec.job.clone();
         (self.send)(Event::Started { revision, from_stage: job.resume_from });
         let steps = settings.flow_steps;
         let num_stages = self.bundle.gcfg.num_stages();
@@ -457,12 +428,12 @@ impl Worker<'_> {
     }
 
     fn variations(&self, revision: u64, spec: &RunSpec, seeds: &[u64]) {
-        let settings = sampler_settings(&spec.settings);
-        let stage = spec.from_stage;
+        let settings = &spec.settings;
+        let stage = spec.from_stage();
         let jobs: Vec<ImageJob> = seeds
             .iter()
             .map(|&seed| {
-                let mut j = image_job(spec);
+                let mut j = spec.job.clone();
                 j.stage_seeds.insert(stage, seed);
                 j
             })

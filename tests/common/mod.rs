@@ -115,7 +115,7 @@ pub fn ready(h: &mut egui_kittest::Harness<'static, nvg_studio::app::NvgApp>) {
     step_until(h, "model", |a| a.editor().is_some());
     // A fresh document with fast settings (whatever the automatic first run has done so far).
     let mut st = h.state().editor().unwrap().state().clone();
-    st.settings = nvg_studio::document::Settings { flow_steps: 3, ..Default::default() };
+    st.settings = nvg_studio::sampler::SamplerSettings { flow_steps: 3, ..nvg_studio::sampler::SamplerSettings::editor() };
     st.sequence = None;
     st.stale_from = Some(0);
     st.stale_map = false;
