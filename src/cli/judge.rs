@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use nvg_studio::eval::judge::{JudgeConfig, JudgeTrainOptions};
-use nvg_studio::eval::judge_run::{JudgeRunEvent, run_judge_training, top_confusions};
+use nvg_studio::eval::judge_run::{JudgeRunEvent, JudgeSplit, run_judge_training, top_confusions};
 
 /// Arguments of `train-judge`.
 #[derive(Args)]
@@ -58,9 +58,23 @@ pub struct TrainJudgeArgs {
     /// Measure held-out accuracy every N steps (0 = only at the end).
     #[arg(long, default_value_t = 200)]
     pub eval_every: u64,
+    /// What the judge is measured on: emoji (held-out emoji never seen in any style) or
+    /// rendition (one art style of every training emoji held out; the held-out emoji are
+    /// measured too).
+    #[arg(long, value_enum, default_value = "emoji")]
+    pub split: SplitArg,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// `--split`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SplitArg {
+    /// Held-out emoji.
+    Emoji,
+    /// Held-out renditions of training emoji.
+    Rendition,
 }
 
 /// Runs `train-judge`.
@@ -89,7 +103,7 @@ pub fn run(a: TrainJudgeArgs, backend: &nvg_studio::backend::Backend) -> Result<
         ProgressStyle::with_template("judge {pos}/{len} [{elapsed_precise} eta {eta}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let report = run_judge_training(&labels, &cfg, &opts, a.eval_every, &a.out, &command, &backend.device, &mut |e| match e {
+    let report = run_judge_training(&labels, &cfg, &opts, a.eval_every, match a.split { SplitArg::Emoji => JudgeSplit::Emoji, SplitArg::Rendition => JudgeSplit::Rendition }, &a.out, &command, &backend.device, &mut |e| match e {
         JudgeRunEvent::Step(s) => {
             bar.set_position(s.step);
             bar.set_message(format!("loss {:.3}, batch accuracy {:.2}", s.loss, s.batch_accuracy));
@@ -103,8 +117,10 @@ pub fn run(a: TrainJudgeArgs, backend: &nvg_studio::backend::Backend) -> Result<
     .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
     println!(
-        "judge: held-out accuracy {:.3} on {} images, training accuracy {:.3} on {}, {} parameters, {:.0} s",
+        "judge ({:?} split): held-out accuracy {:.3} on {} images (unseen emoji {:.3}), training accuracy {:.3} on {}, {} parameters, {:.0} s",
+        report.split,
         report.heldout_accuracy,
+        report.unseen_emoji_accuracy,
         report.heldout_images,
         report.train_accuracy,
         report.train_images,

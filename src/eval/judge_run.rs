@@ -18,11 +18,55 @@ use super::judge::{
 use super::run::load_images;
 use crate::data::{EmojiSheet, EmojiSource};
 
+/// What the judge is measured on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JudgeSplit {
+    /// Trained on the default training split, measured on its held-out emoji (emoji never seen
+    /// in any art style: recognising a new design of the class).
+    Emoji,
+    /// One rendition (art style) of every training emoji with several is held out of the judge's
+    /// training and measured: recognising a known emoji drawn anew, which is what a generator
+    /// trained on the same split is asked to do. The held-out emoji are measured too.
+    Rendition,
+}
+
+/// One rendition of every emoji that has several in `indices`, chosen by `seed`: `(rest, held)`.
+pub fn rendition_split(sheet: &EmojiSheet, indices: &[usize], seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut by_emoji: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
+    for &i in indices {
+        by_emoji.entry(sheet.emoji_of(i).unwrap_or("")).or_default().push(i);
+    }
+    let (mut rest, mut held) = (Vec::new(), Vec::new());
+    for (emoji, group) in by_emoji {
+        if group.len() < 2 {
+            rest.extend(group);
+            continue;
+        }
+        let h = crate::granularity::rng::splitmix64(seed ^ fnv(emoji)) as usize % group.len();
+        for (k, i) in group.into_iter().enumerate() {
+            if k == h { held.push(i) } else { rest.push(i) }
+        }
+    }
+    rest.sort_unstable();
+    held.sort_unstable();
+    (rest, held)
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// What a judge training run measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct JudgeRunReport {
-    /// Held-out accuracy of the final weights.
+    /// What `heldout_accuracy` is measured on.
+    pub split: JudgeSplit,
+    /// Held-out accuracy of the final weights (on the split's held-out images).
     pub heldout_accuracy: f64,
+    /// Accuracy on the default split's held-out emoji (the same as `heldout_accuracy` for the
+    /// emoji split).
+    pub unseen_emoji_accuracy: f64,
     /// Accuracy on the (unaugmented) training images.
     pub train_accuracy: f64,
     /// Held-out images and training images.
@@ -56,6 +100,7 @@ pub fn run_judge_training(
     cfg: &JudgeConfig,
     opts: &JudgeTrainOptions,
     eval_every: u64,
+    split: JudgeSplit,
     out: &Path,
     command: &str,
     device: &Device,
@@ -68,7 +113,11 @@ pub fn run_judge_training(
         return Err(invalid(format!("judge for {} classes, dataset {} has {}", cfg.num_classes, labels.display(), names.len())));
     }
     let source = EmojiSource::new(sheet.clone(), cfg.image_size as u32).map_err(|e| invalid(e.to_string()))?;
-    let (train, held) = sheet.default_split();
+    let (train_all, unseen) = sheet.default_split();
+    let (train, held) = match split {
+        JudgeSplit::Emoji => (train_all, unseen.clone()),
+        JudgeSplit::Rendition => rendition_split(&sheet, &train_all, opts.seed),
+    };
     let load = |idx: &[usize]| load_images(&source, idx).map_err(|e| invalid(e.to_string()));
     let (train_x, held_x) = (load(&train)?, load(&held)?);
     let label_of = |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| sheet.class_of(i).unwrap_or(0)).collect() };
@@ -96,6 +145,10 @@ pub fn run_judge_training(
     curve.push((opts.steps, heldout_accuracy));
     (on.into_inner())(JudgeRunEvent::HeldOut(opts.steps, heldout_accuracy));
     let train_accuracy = accuracy(&predict(&model, &train_x, device).0, &train_y);
+    let unseen_emoji_accuracy = match split {
+        JudgeSplit::Emoji => heldout_accuracy,
+        JudgeSplit::Rendition => accuracy(&predict(&model, &load(&unseen)?, device).0, &label_of(&unseen)),
+    };
     let conf = confusion(&held_pred, &held_y, names.len());
     let per_class = names
         .iter()
@@ -106,7 +159,9 @@ pub fn run_judge_training(
         })
         .collect();
     let report = JudgeRunReport {
+        split,
         heldout_accuracy,
+        unseen_emoji_accuracy,
         train_accuracy,
         heldout_images: held.len(),
         train_images: train.len(),
@@ -120,7 +175,12 @@ pub fn run_judge_training(
         "class_names": names,
         "train_options": opts,
         "data": sheet.labels_path().display().to_string(),
-        "split": "EmojiSheet::default_split (about 10% of each class held out as whole emoji, seed 0); trained on the rest",
+        "split": match split {
+            JudgeSplit::Emoji => "EmojiSheet::default_split (about 10% of each class held out as whole emoji, seed 0); trained on the rest".to_string(),
+            JudgeSplit::Rendition => format!("the default split's training emoji minus one rendition of each emoji with several (judge_run::rendition_split, seed {}); measured on those and on the held-out emoji", opts.seed),
+        },
+        "judge_split": split,
+        "unseen_emoji_accuracy": unseen_emoji_accuracy,
         "train_images": train.len(),
         "train_seconds": train_seconds,
         "heldout_accuracy": heldout_accuracy,
