@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use super::image_io::MAX_IMAGE_SIZE;
+
+/// The largest square side [`load_rgb`](super::load_rgb) accepts (a 4096² image is 192 MiB as f32).
+pub const MAX_IMAGE_SIZE: u32 = 4096;
 
 /// What went wrong while loading, indexing or writing images.
 #[derive(Debug, Error)]

@@ -28,10 +28,8 @@ use image::{
     DynamicImage, ExtendedColorType, ImageEncoder, ImageError, ImageFormat, ImageReader, RgbImage,
 };
 
-use super::error::{DataError, one_line};
+use super::error::{DataError, MAX_IMAGE_SIZE, one_line};
 
-/// The largest square side [`load_rgb`] accepts (a 4096² image is 192 MiB as f32).
-pub const MAX_IMAGE_SIZE: u32 = 4096;
 
 /// The most elongated aspect ratio resized as a whole; longer strips are centre-cropped to this first.
 const MAX_ASPECT: u64 = 4;

@@ -33,10 +33,10 @@ pub use emoji::{
 };
 pub use emoji::build::{BuildOptions, BuildProgress, BuildReport, build_emoji_sheet};
 pub use emoji::render::SheetEncoding;
-pub use error::DataError;
+pub use error::{DataError, MAX_IMAGE_SIZE};
 pub use folder::{FolderSource, IMAGE_EXTENSIONS, ImageFolder, has_image_extension};
 pub use image_io::{
-    MAX_IMAGE_SIZE, RgbImageF, fit_square, flip_horizontal, load_rgb, save_rgb_png, to_rgb8,
+    RgbImageF, fit_square, flip_horizontal, load_rgb, save_rgb_png, to_rgb8,
     u8_to_unit, unit_to_u8,
 };
 pub use order::{epoch_order, fnv1a64, stratified_split};
