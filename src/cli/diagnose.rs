@@ -40,9 +40,9 @@ pub enum DiagnoseCmd {
     ///
     /// Example: nvg-studio diagnose overfit --images 16 --branch structure --out runs/overfit-s16
     Overfit {
-        /// Model directory whose tokenizer/ is used (frozen).
-        #[arg(long, default_value = super::DEFAULT_MODEL)]
-        model: PathBuf,
+        /// Model directory (its tokenizer/ is used, frozen) and seed.
+        #[command(flatten)]
+        model: super::ModelArgs,
         #[command(flatten)]
         source: super::GeneratorDataArgs,
         /// Images to memorise.
@@ -63,9 +63,6 @@ pub enum DiagnoseCmd {
         /// Euler steps of the structure flow when maps are regenerated.
         #[arg(long, default_value_t = 25)]
         flow_steps: usize,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
         /// Run folder (weights, train-log.csv, report.json).
         #[arg(long)]
         out: PathBuf,
@@ -75,8 +72,8 @@ pub enum DiagnoseCmd {
 /// Runs a diagnose subcommand.
 pub fn run(cmd: DiagnoseCmd, backend: &nvg_studio::backend::Backend) -> Result<()> {
     match cmd {
-        DiagnoseCmd::Overfit { model, source, images, branch, steps, batch, lr, flow_steps, seed, out } => {
-            let super::GeneratorDataArgs { data, synthetic, preset } = source;
+        DiagnoseCmd::Overfit { model: super::ModelArgs { model, seed }, source, images, branch, steps, batch, lr, flow_steps, out } => {
+            let super::GeneratorDataArgs { images: super::DataArgs { data, synthetic }, preset } = source;
             if images == 0 {
                 return Err(anyhow!("--images 0: need at least 1 image to overfit"));
             }

@@ -16,9 +16,10 @@ use nvg_studio::eval::{EvalOptions, JudgeTrainOptions, run_eval};
 /// Arguments `eval` and `eval-swap` share.
 #[derive(Args)]
 pub struct CommonEvalArgs {
-    /// Model directory (tokenizer/ + generator/; the judge lives in DIR/judge unless --judge).
-    #[arg(long, default_value = "assets/model")]
-    pub model: PathBuf,
+    /// Model directory and the base seed of the generated images (the judge lives in
+    /// MODEL/judge unless --judge).
+    #[command(flatten)]
+    pub model: super::ModelArgs,
     /// Where model-card.md, model-card.json and images/model-card/ are written (each command
     /// rewrites only its own section).
     #[arg(long, default_value = "docs")]
@@ -29,9 +30,6 @@ pub struct CommonEvalArgs {
     /// Emoji label file (.ron) of the dataset (default: the bundled set).
     #[arg(long)]
     pub sheet: Option<PathBuf>,
-    /// Base seed of the generated images.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Images per sampler call (on the flex CPU backend batching measured slower per image:
     /// 4.2 / 4.9 / 6.8 s at batch 1 / 4 / 16, so the default is 1).
     #[arg(long, default_value_t = 1)]
@@ -131,28 +129,28 @@ fn progress() -> impl FnMut(EvalEvent) {
 
 /// `nvg-studio eval`.
 pub fn eval(a: EvalArgs, b: &Backend) -> Result<()> {
-    let mut o = EvalOptions::new(&nvg_studio::bundled(&a.common.model));
+    let mut o = EvalOptions::new(&nvg_studio::bundled(&a.common.model.model));
     if let Some(j) = a.common.judge {
-        o.judge_dir = j;
+        o.common.judge_dir = j;
     }
     if let Some(s) = a.common.sheet {
-        o.labels = s;
+        o.common.labels = s;
     }
-    o.out_dir = a.common.out_dir;
+    o.common.out_dir = a.common.out_dir;
     o.samples_per_class = a.samples_per_class.unwrap_or(if a.quick { 4 } else { 50 });
     o.retrain_judge = a.retrain_judge;
-    o.judge_train = JudgeTrainOptions { steps: a.judge_steps.unwrap_or(if a.quick { 60 } else { 600 }), ..Default::default() };
+    o.common.judge_train = JudgeTrainOptions { steps: a.judge_steps.unwrap_or(if a.quick { 60 } else { 600 }), ..Default::default() };
     if a.quick {
         o.psnr_images = 32;
         o.heldout_images = 96;
         o.grid_per_class = o.grid_per_class.min(o.samples_per_class);
         o.strips = 2;
     }
-    o.seed = a.common.seed;
-    o.batch = a.common.batch;
-    o.settings = a.common.sampler.settings()?;
-    o.command = command_line();
-    o.backend = b.to_string();
+    o.common.seed = a.common.model.seed;
+    o.common.batch = a.common.batch;
+    o.common.settings = a.common.sampler.settings()?;
+    o.common.command = command_line();
+    o.common.backend = b.to_string();
     let out = run_eval(&o, &b.device, &mut progress()).map_err(|e| anyhow!("{e}"))?;
     let r = &out.json;
     let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
@@ -172,23 +170,23 @@ pub fn eval(a: EvalArgs, b: &Backend) -> Result<()> {
 
 /// `nvg-studio eval-swap`.
 pub fn eval_swap(a: EvalSwapArgs, b: &Backend) -> Result<()> {
-    let mut o = SwapEvalOptions::new(&nvg_studio::bundled(&a.common.model));
+    let mut o = SwapEvalOptions::new(&nvg_studio::bundled(&a.common.model.model));
     if let Some(j) = a.common.judge {
-        o.judge_dir = j;
+        o.common.judge_dir = j;
     }
     if let Some(s) = a.common.sheet {
-        o.labels = s;
+        o.common.labels = s;
     }
-    o.out_dir = a.common.out_dir;
+    o.common.out_dir = a.common.out_dir;
     o.references_per_class = a.references_per_class;
     o.classes = a.classes;
     o.keep_structure = a.keep_structure;
-    o.judge_train = JudgeTrainOptions { steps: a.judge_steps, ..Default::default() };
-    o.seed = a.common.seed;
-    o.batch = a.common.batch;
-    o.settings = a.common.sampler.settings()?;
-    o.command = command_line();
-    o.backend = b.to_string();
+    o.common.judge_train = JudgeTrainOptions { steps: a.judge_steps, ..Default::default() };
+    o.common.seed = a.common.model.seed;
+    o.common.batch = a.common.batch;
+    o.common.settings = a.common.sampler.settings()?;
+    o.common.command = command_line();
+    o.common.backend = b.to_string();
     let out = run_swap_eval(&o, &b.device, &mut progress()).map_err(|e| anyhow!("{e}"))?;
     let r = &out.json;
     let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);

@@ -50,12 +50,8 @@ pub struct GenerateArgs {
     /// Class name (case-insensitive) or id.
     #[arg(long)]
     pub class: String,
-    /// Seed (same seed + inputs + backend = same image, bit for bit).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Model directory (holding tokenizer/ and generator/).
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: super::ModelArgs,
     /// Where to write the image (PNG).
     #[arg(long)]
     pub out: PathBuf,
@@ -100,12 +96,8 @@ pub struct SwapArgs {
     /// Also keep the codes of stages 0..K (K, or 0..K).
     #[arg(long)]
     pub keep_content: Option<String>,
-    /// Seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Model directory.
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: super::ModelArgs,
     /// Where to write the result (PNG).
     #[arg(long)]
     pub out: PathBuf,
@@ -143,7 +135,7 @@ pub fn encode(args: EncodeArgs, choice: BackendChoice) -> Result<()> {
 
 /// `generate`: one image of a class, optionally steered by a sequence or a layout.
 pub fn generate(args: GenerateArgs, choice: BackendChoice) -> Result<()> {
-    let GenerateArgs { class, seed, model, out, stages_out, json, structure_from, keep_structure, keep_content, sampler, layout } = args;
+    let GenerateArgs { class, model: super::ModelArgs { model, seed }, out, stages_out, json, structure_from, keep_structure, keep_content, sampler, layout } = args;
     let b = pick_backend(choice)?;
     let settings = sampler.settings()?;
     let bundle = load_bundle(&nvg_studio::bundled(&model), &b.device)
@@ -220,7 +212,7 @@ pub fn generate(args: GenerateArgs, choice: BackendChoice) -> Result<()> {
 
 /// `swap`: keep a reference's structure, repaint it as another class.
 pub fn swap(args: SwapArgs, choice: BackendChoice) -> Result<()> {
-    let SwapArgs { image, sequence, to_class, keep_structure, keep_content, seed, model, out, strip, sweep, sampler } = args;
+    let SwapArgs { image, sequence, to_class, keep_structure, keep_content, model: super::ModelArgs { model, seed }, out, strip, sweep, sampler } = args;
     use nvg_studio::granularity::viz::grid_figure;
     use nvg_studio::sampler::swap::{Keep, render, swap_job};
     let model = nvg_studio::bundled(&model);

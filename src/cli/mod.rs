@@ -21,16 +21,36 @@ use nvg_studio::backend::{self, Backend, BackendChoice};
 use nvg_studio::data::{self, FolderSource, ImageFolder, ImageSource, SyntheticShapes};
 use nvg_studio::model::TokenizerConfig;
 
-/// What a generator is trained on and its shape: the flags `train-generator` and
-/// `diagnose overfit` share.
+/// The model and seed flags of the commands that run a model directory (`generate`, `swap`,
+/// `eval`, `eval-swap`, `diagnose overfit`).
 #[derive(clap::Args, Clone, Debug)]
-pub struct GeneratorDataArgs {
+pub struct ModelArgs {
+    /// Model directory (tokenizer/ and generator/; the bundled model by default).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Seed (same seed + inputs + backend = same result, bit for bit).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// The training images of `train-tokenizer`, `train-generator` and `diagnose overfit`: an image
+/// folder, synthetic shapes, or the bundled emoji set (see [`training_source`]).
+#[derive(clap::Args, Clone, Debug)]
+pub struct DataArgs {
     /// Image folder, one sub-folder per class (default: the bundled emoji set).
     #[arg(long, conflicts_with = "synthetic")]
     pub data: Option<PathBuf>,
     /// Train on N procedurally drawn shape images instead of a folder.
     #[arg(long)]
     pub synthetic: Option<usize>,
+}
+
+/// What a generator is trained on and its shape: the flags `train-generator` and
+/// `diagnose overfit` share.
+#[derive(clap::Args, Clone, Debug)]
+pub struct GeneratorDataArgs {
+    #[command(flatten)]
+    pub images: DataArgs,
     /// Generator shape preset (small, test-tiny, reference-tiny, d16, d20, d24).
     #[arg(long, default_value = "small")]
     pub preset: String,

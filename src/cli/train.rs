@@ -16,12 +16,8 @@ use super::{OnOff, log_if_hidden, pick_backend, preset, training_source};
 /// Arguments of `train-tokenizer`.
 #[derive(clap::Args)]
 pub struct TrainTokenizerArgs {
-    /// Image folder, one sub-folder per class (default: the bundled emoji set).
-    #[arg(long, conflicts_with = "synthetic")]
-    pub data: Option<PathBuf>,
-    /// Train on N procedurally drawn shape images instead of a folder.
-    #[arg(long)]
-    pub synthetic: Option<usize>,
+    #[command(flatten)]
+    pub images: super::DataArgs,
     /// Configuration preset (small, test-tiny, reference-tiny, paper).
     #[arg(long, default_value = "small")]
     pub preset: String,
@@ -122,7 +118,7 @@ pub struct PlotTrainingArgs {
 
 /// `train-tokenizer`.
 pub fn train_tokenizer(args: TrainTokenizerArgs, choice: BackendChoice) -> Result<()> {
-    let TrainTokenizerArgs { data, synthetic, preset: p, out, steps, batch, lr, checkpoint_every, soft_warmup, seed, resume } = args;
+    let TrainTokenizerArgs { images: super::DataArgs { data, synthetic }, preset: p, out, steps, batch, lr, checkpoint_every, soft_warmup, seed, resume } = args;
     let b = pick_backend(choice)?;
     let cfg = preset(&p)?;
     let size = cfg.image_size as u32;
@@ -161,7 +157,7 @@ pub fn train_tokenizer(args: TrainTokenizerArgs, choice: BackendChoice) -> Resul
 
 /// `train-generator`.
 pub fn train_generator(args: TrainGeneratorArgs, choice: BackendChoice) -> Result<()> {
-    let TrainGeneratorArgs { model, source: super::GeneratorDataArgs { data, synthetic, preset: p }, steps, batch, lr, stages_per_step, ema_decay, warmup, checkpoint_every, stop_after, seed, resume, eval_every, eval_images, structure_positions, structure_context_logits } = args;
+    let TrainGeneratorArgs { model, source: super::GeneratorDataArgs { images: super::DataArgs { data, synthetic }, preset: p }, steps, batch, lr, stages_per_step, ema_decay, warmup, checkpoint_every, stop_after, seed, resume, eval_every, eval_images, structure_positions, structure_context_logits } = args;
     let b = pick_backend(choice)?;
     let mut shape = GeneratorConfig::preset(&p).ok_or_else(|| {
         anyhow!("unknown generator preset '{p}': expected one of {}", GeneratorConfig::PRESETS.join(", "))

@@ -19,4 +19,4 @@ pub mod swap_eval;
 pub use ari::adjusted_rand_index;
 pub use frechet::{Gaussian, frechet_distance, frechet_of_features};
 pub use judge::{Judge, JudgeConfig, JudgeTrainOptions, load_judge};
-pub use run::{EvalError, EvalEvent, EvalOptions, EvalOutcome, class_list_difference, run_eval};
+pub use run::{EvalCommon, EvalError, EvalEvent, EvalOptions, EvalOutcome, class_list_difference, run_eval};

@@ -46,9 +46,10 @@ use crate::granularity::viz::stage_strip;
 /// Figures go to `<out_dir>/` + this.
 pub const FIGURE_DIR: &str = "images/model-card";
 
-/// Options of an evaluation run.
+/// What every evaluation command needs: the model and its judge, the data, where the card goes,
+/// how images are generated, and what to write about the run.
 #[derive(Clone, Debug)]
-pub struct EvalOptions {
+pub struct EvalCommon {
     /// Model directory (tokenizer/ + generator/).
     pub model_dir: PathBuf,
     /// Judge checkpoint directory (default `<model_dir>/judge`).
@@ -57,20 +58,8 @@ pub struct EvalOptions {
     pub labels: PathBuf,
     /// Where model-card.md/json and the figures go.
     pub out_dir: PathBuf,
-    /// Generated images per class.
-    pub samples_per_class: usize,
-    /// Train a new judge even if one exists.
-    pub retrain_judge: bool,
     /// Judge training options (used when a judge is trained).
     pub judge_train: JudgeTrainOptions,
-    /// Held-out images used for the tokenizer's PSNR (0 = all).
-    pub psnr_images: usize,
-    /// Held-out real images used as the reference set (0 = all).
-    pub heldout_images: usize,
-    /// Generated samples per class shown in the grid.
-    pub grid_per_class: usize,
-    /// Stage-by-stage strips written.
-    pub strips: usize,
     /// Base seed of the generated images.
     pub seed: u64,
     /// Images per sampler call.
@@ -83,26 +72,55 @@ pub struct EvalOptions {
     pub backend: String,
 }
 
-impl EvalOptions {
-    /// Defaults for a model directory: 50 samples per class, the `generate` sampler settings.
+impl EvalCommon {
+    /// Defaults for a model directory: its judge, the bundled emoji set, docs/, the `generate`
+    /// sampler settings, seed 0, one image per sampler call.
     pub fn new(model_dir: &Path) -> Self {
         Self {
             model_dir: model_dir.to_path_buf(),
             judge_dir: model_dir.join("judge"),
             labels: crate::bundled(std::path::Path::new(crate::data::BUNDLED_EMOJI_LABELS)),
             out_dir: PathBuf::from("docs"),
-            samples_per_class: 50,
-            retrain_judge: false,
             judge_train: JudgeTrainOptions::default(),
-            psnr_images: 0,
-            heldout_images: 0,
-            grid_per_class: 8,
-            strips: 4,
             seed: 0,
             batch: 1,
             settings: SamplerSettings::default(),
             command: String::new(),
             backend: String::new(),
+        }
+    }
+}
+
+/// Options of an evaluation run.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Model, judge, data, output and sampling.
+    pub common: EvalCommon,
+    /// Generated images per class.
+    pub samples_per_class: usize,
+    /// Train a new judge even if one exists.
+    pub retrain_judge: bool,
+    /// Held-out images used for the tokenizer's PSNR (0 = all).
+    pub psnr_images: usize,
+    /// Held-out real images used as the reference set (0 = all).
+    pub heldout_images: usize,
+    /// Generated samples per class shown in the grid.
+    pub grid_per_class: usize,
+    /// Stage-by-stage strips written.
+    pub strips: usize,
+}
+
+impl EvalOptions {
+    /// Defaults for a model directory: 50 samples per class, the `generate` sampler settings.
+    pub fn new(model_dir: &Path) -> Self {
+        Self {
+            common: EvalCommon::new(model_dir),
+            samples_per_class: 50,
+            retrain_judge: false,
+            psnr_images: 0,
+            heldout_images: 0,
+            grid_per_class: 8,
+            strips: 4,
         }
     }
 }
@@ -324,26 +342,26 @@ fn record_judge_accuracy(j: &LoadedJudge, acc: f64) -> Result<(), EvalError> {
 /// Runs the evaluation and writes `model-card.md`, `model-card.json` and the figures.
 pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEvent)) -> Result<EvalOutcome, EvalError> {
     let t0 = Instant::now();
-    if opts.samples_per_class < 2 || opts.batch == 0 {
+    if opts.samples_per_class < 2 || opts.common.batch == 0 {
         return Err(EvalError::Invalid(format!(
             "--samples-per-class {} must be at least 2 (a covariance needs two images) and the batch at least 1",
             opts.samples_per_class
         )));
     }
-    opts.settings.validate().map_err(EvalError::Invalid)?;
+    opts.common.settings.validate().map_err(EvalError::Invalid)?;
     let mut timings = serde_json::Map::new();
 
     // ---- model and data ----
     on(EvalEvent::Phase("loading the model"));
-    let bundle = load_bundle(&opts.model_dir, device).map_err(model_err)?;
-    let tmeta: CheckpointMeta<TokenizerConfig> = read_meta(&opts.model_dir.join("tokenizer"), "tokenizer").map_err(model_err)?;
-    let gmeta: CheckpointMeta<GeneratorConfig> = read_meta(&opts.model_dir.join("generator"), "generator").map_err(model_err)?;
-    let id = model_id(&opts.model_dir)?;
-    let sheet = Arc::new(EmojiSheet::open(&opts.labels).map_err(|e| EvalError::Data(e.to_string()))?);
+    let bundle = load_bundle(&opts.common.model_dir, device).map_err(model_err)?;
+    let tmeta: CheckpointMeta<TokenizerConfig> = read_meta(&opts.common.model_dir.join("tokenizer"), "tokenizer").map_err(model_err)?;
+    let gmeta: CheckpointMeta<GeneratorConfig> = read_meta(&opts.common.model_dir.join("generator"), "generator").map_err(model_err)?;
+    let id = model_id(&opts.common.model_dir)?;
+    let sheet = Arc::new(EmojiSheet::open(&opts.common.labels).map_err(|e| EvalError::Data(e.to_string()))?);
     if let Some(diff) = class_list_difference(&bundle.class_names, sheet.class_names()) {
         return Err(EvalError::ClassMismatch(format!(
             "model {} does not fit dataset {}: {diff}",
-            opts.model_dir.display(),
+            opts.common.model_dir.display(),
             sheet.labels_path().display()
         )));
     }
@@ -355,7 +373,7 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
     // ---- judge ----
     let t = Instant::now();
     let (judge, trained_secs) =
-        obtain_judge(&opts.judge_dir, opts.retrain_judge, &opts.judge_train, &sheet, &train, device, on)?;
+        obtain_judge(&opts.common.judge_dir, opts.retrain_judge, &opts.common.judge_train, &sheet, &train, device, on)?;
     let jsize = judge.config.image_size as u32;
     let jsource = EmojiSource::new(sheet.clone(), jsize).map_err(|e| EvalError::Data(e.to_string()))?;
     let held_j = load_images(&jsource, &held)?;
@@ -401,13 +419,13 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
     let t = Instant::now();
     let n = opts.samples_per_class;
     let jobs: Vec<ImageJob> =
-        (0..k).flat_map(|c| (0..n).map(move |j| (c, j))).map(|(c, j)| ImageJob::new(c, opts.seed + (c * n + j) as u64)).collect();
+        (0..k).flat_map(|c| (0..n).map(move |j| (c, j))).map(|(c, j)| ImageJob::new(c, opts.common.seed + (c * n + j) as u64)).collect();
     let gen_labels: Vec<usize> = jobs.iter().map(|j| j.class).collect();
     let mut generated: Vec<RgbImage> = Vec::with_capacity(jobs.len());
     let mut gen_maps: Vec<Vec<Vec<u32>>> = Vec::with_capacity(jobs.len());
     on(EvalEvent::Sampled { done: 0, total: jobs.len() });
-    for chunk in jobs.chunks(opts.batch) {
-        let out = bundle.sample(chunk, &opts.settings, &mut |_| true, &|| false)?;
+    for chunk in jobs.chunks(opts.common.batch) {
+        let out = bundle.sample(chunk, &opts.common.settings, &mut |_| true, &|| false)?;
         gen_maps.extend(out.sequences.iter().map(|s| s.stages.iter().map(|st| st.structure.clone()).collect()));
         generated.extend(tensor_to_images(bundle.tokenizer.decode(out.canvas)));
         on(EvalEvent::Sampled { done: generated.len(), total: jobs.len() });
@@ -430,7 +448,7 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
     on(EvalEvent::Phase("judge features and Fréchet distances"));
     let mut means: Vec<RgbImageF> = Vec::with_capacity(k);
     let mut train_subset: Vec<usize> = Vec::new();
-    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x7ea1);
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.common.seed ^ 0x7ea1);
     for c in 0..k {
         let mut of_c: Vec<usize> = train.iter().copied().filter(|&i| sheet.class_of(i) == Some(c)).collect();
         let imgs = load_images(&jsource, &of_c)?;
@@ -501,7 +519,7 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
 
     // ---- figures ----
     on(EvalEvent::Phase("figures"));
-    let fig_dir = opts.out_dir.join(FIGURE_DIR);
+    let fig_dir = opts.common.out_dir.join(FIGURE_DIR);
     let mut figures = Vec::new();
     let psnr_png = fig_dir.join("psnr-per-stage.png");
     save_png(&line_plot(&psnr, "stage", "psnr db"), &psnr_png)?;
@@ -522,8 +540,8 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
     let strip_classes: Vec<usize> = (0..opts.strips.min(k)).map(|i| i * k / opts.strips.min(k).max(1)).collect();
     let mut strips = Vec::new();
     for &c in &strip_classes {
-        let job = ImageJob::new(c, opts.seed + (c * n) as u64);
-        let r = render(&bundle, job, &opts.settings).map_err(|e| EvalError::Invalid(format!("strip: {e}")))?;
+        let job = ImageJob::new(c, opts.common.seed + (c * n) as u64);
+        let r = render(&bundle, job, &opts.common.settings).map_err(|e| EvalError::Invalid(format!("strip: {e}")))?;
         let maps: Vec<Vec<u32>> = r.sequence.stages.iter().map(|s| s.structure.clone()).collect();
         let p = fig_dir.join(format!("strip-{}.png", bundle.class_names[c]));
         save_png(&stage_strip(&r.stages, &maps, bundle.gcfg.grid_side), &p)?;
@@ -537,7 +555,7 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
     let num_gen = generated.len();
     let result = json!({
         "model_id": id,
-        "model_dir": opts.model_dir.display().to_string(),
+        "model_dir": opts.common.model_dir.display().to_string(),
         "num_classes": k,
         "class_names": bundle.class_names,
         "tokenizer": {
@@ -597,18 +615,18 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
         "per_class": per_class,
         "samples_per_class": n,
         "generated_images": num_gen,
-        "seed": opts.seed,
-        "sampler_settings": opts.settings,
-        "batch": opts.batch,
+        "seed": opts.common.seed,
+        "sampler_settings": opts.common.settings,
+        "batch": opts.common.batch,
         "hardware": hardware(),
-        "backend": opts.backend,
+        "backend": opts.common.backend,
         "timings": timings,
         "eval_wall_seconds": wall,
         "sampling_images_per_second": num_gen as f64 / sampling_s.max(1e-9),
-        "command": opts.command,
+        "command": opts.common.command,
     });
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| write_err(&opts.out_dir, e))?;
-    let json_path = opts.out_dir.join("model-card.json");
+    std::fs::create_dir_all(&opts.common.out_dir).map_err(|e| write_err(&opts.common.out_dir, e))?;
+    let json_path = opts.common.out_dir.join("model-card.json");
     let mut obj = read_json_object(&json_path);
     let swap = obj.remove("swap");
     let mut fresh = result.as_object().cloned().unwrap_or_default();
@@ -617,8 +635,8 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
     }
     obj = fresh;
     write_json(&json_path, &obj).map_err(|e| write_err(&json_path, e))?;
-    let md_path = opts.out_dir.join("model-card.md");
-    let md = super::markdown::eval_section(&result, &strips.iter().map(|(c, p)| (bundle.class_names[*c].clone(), rel(&opts.out_dir, p))).collect::<Vec<_>>());
+    let md_path = opts.common.out_dir.join("model-card.md");
+    let md = super::markdown::eval_section(&result, &strips.iter().map(|(c, p)| (bundle.class_names[*c].clone(), rel(&opts.common.out_dir, p))).collect::<Vec<_>>());
     write_markdown_section(&md_path, "eval", &md).map_err(|e| write_err(&md_path, e))?;
     Ok(EvalOutcome { json: result, markdown: md_path, json_path, figures })
 }

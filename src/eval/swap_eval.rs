@@ -19,68 +19,41 @@ use serde_json::{Value, json};
 use super::ari::adjusted_rand_index;
 use super::card::{read_json_object, write_json, write_markdown_section};
 use super::figures::{GridRow, sample_grid};
-use super::judge::{JudgeTrainOptions, accuracy, predict, prepare};
+use super::judge::{accuracy, predict, prepare};
 use super::markdown::{num, pct};
-use super::run::{EvalError, EvalEvent, FIGURE_DIR, hardware, load_images, obtain_judge, open_model_and_data, rel, save_png, spread};
+use super::run::{EvalCommon, EvalError, EvalEvent, FIGURE_DIR, hardware, load_images, obtain_judge, open_model_and_data, rel, save_png, spread};
 use crate::data::EmojiSource;
 use crate::granularity::GranularitySequence;
 use crate::model::images::{encode_images, images_to_tensor, tensor_to_images};
 use crate::sampler::{Bundle, resolve_class};
-use crate::sampler::{ImageJob, SamplerSettings};
+use crate::sampler::ImageJob;
 use crate::sampler::swap::{Keep, swap_job};
 use crate::granularity::viz::{structure_map_image, upscale};
 
 /// Options of a swap evaluation.
 #[derive(Clone, Debug)]
 pub struct SwapEvalOptions {
-    /// Model directory.
-    pub model_dir: PathBuf,
-    /// Judge checkpoint directory.
-    pub judge_dir: PathBuf,
-    /// Emoji label file.
-    pub labels: PathBuf,
-    /// Where model-card.md/json live.
-    pub out_dir: PathBuf,
+    /// Model, judge, data, output and sampling.
+    pub common: EvalCommon,
     /// Held-out references per source class.
     pub references_per_class: usize,
     /// Source classes (names or ids); empty = 6 spread over the class list.
     pub classes: Vec<String>,
     /// Structure maps of stages 1..=M are kept.
     pub keep_structure: usize,
-    /// Judge training options, if one has to be trained.
-    pub judge_train: JudgeTrainOptions,
-    /// Base seed.
-    pub seed: u64,
-    /// Images per sampler call.
-    pub batch: usize,
-    /// Sampler settings.
-    pub settings: SamplerSettings,
     /// Best and worst swaps shown in the gallery (each).
     pub gallery: usize,
-    /// The command line, for the card.
-    pub command: String,
-    /// The backend in words.
-    pub backend: String,
 }
 
 impl SwapEvalOptions {
     /// Defaults: 3 references of 6 classes, structure 1..3 kept, `generate`'s sampler settings.
     pub fn new(model_dir: &Path) -> Self {
         Self {
-            model_dir: model_dir.to_path_buf(),
-            judge_dir: model_dir.join("judge"),
-            labels: crate::bundled(std::path::Path::new(crate::data::BUNDLED_EMOJI_LABELS)),
-            out_dir: PathBuf::from("docs"),
+            common: EvalCommon::new(model_dir),
             references_per_class: 3,
             classes: Vec::new(),
             keep_structure: 3,
-            judge_train: JudgeTrainOptions::default(),
-            seed: 0,
-            batch: 1,
-            settings: SamplerSettings::default(),
             gallery: 6,
-            command: String::new(),
-            backend: String::new(),
         }
     }
 }
@@ -100,8 +73,8 @@ pub struct SwapEvalOutcome {
 /// Generates `jobs` in batches and decodes the final canvases.
 fn generate(bundle: &Bundle, jobs: &[ImageJob], opts: &SwapEvalOptions, done: &mut usize, total: usize, on: &mut dyn FnMut(EvalEvent)) -> Result<Vec<RgbImage>, EvalError> {
     let mut out = Vec::with_capacity(jobs.len());
-    for chunk in jobs.chunks(opts.batch.max(1)) {
-        let r = bundle.sample(chunk, &opts.settings, &mut |_| true, &|| false)?;
+    for chunk in jobs.chunks(opts.common.batch.max(1)) {
+        let r = bundle.sample(chunk, &opts.common.settings, &mut |_| true, &|| false)?;
         out.extend(tensor_to_images(bundle.tokenizer.decode(r.canvas)));
         *done += chunk.len();
         on(EvalEvent::Sampled { done: *done, total });
@@ -144,7 +117,7 @@ fn mean_per_stage(rows: &[Vec<f64>], stages: usize) -> Vec<f64> {
 pub fn run_swap_eval(opts: &SwapEvalOptions, device: &burn::tensor::Device, on: &mut dyn FnMut(EvalEvent)) -> Result<SwapEvalOutcome, EvalError> {
     let t0 = Instant::now();
     on(EvalEvent::Phase("loading the model"));
-    let (bundle, sheet) = open_model_and_data(&opts.model_dir, &opts.labels, device)?;
+    let (bundle, sheet) = open_model_and_data(&opts.common.model_dir, &opts.common.labels, device)?;
     let k = bundle.class_names.len();
     let s_count = bundle.gcfg.num_stages();
     if opts.keep_structure >= s_count || opts.references_per_class == 0 {
@@ -161,7 +134,7 @@ pub fn run_swap_eval(opts: &SwapEvalOptions, device: &burn::tensor::Device, on: 
         opts.classes.iter().map(|c| resolve_class(&bundle.class_names, c.trim())).collect::<Result<_, _>>().map_err(|e| EvalError::Invalid(format!("--classes: {e}")))?
     };
     let (train, held) = sheet.default_split();
-    let (judge, _) = obtain_judge(&opts.judge_dir, false, &opts.judge_train, &sheet, &train, device, on)?;
+    let (judge, _) = obtain_judge(&opts.common.judge_dir, false, &opts.common.judge_train, &sheet, &train, device, on)?;
     let jsize = judge.config.image_size as u32;
 
     // ---- references: held-out images of each source class, encoded ----
@@ -185,7 +158,7 @@ pub fn run_swap_eval(opts: &SwapEvalOptions, device: &burn::tensor::Device, on: 
     let mut pairs = Vec::with_capacity(refs.len() * k); // (reference index, target)
     for (ri, e) in encoded.iter().enumerate() {
         for t in 0..k {
-            let seed = opts.seed + (ri * k + t) as u64;
+            let seed = opts.common.seed + (ri * k + t) as u64;
             jobs.push(swap_job(&e.sequence, &keep, t, seed).map_err(|e| EvalError::Invalid(e.to_string()))?);
             pairs.push((ri, t));
         }
@@ -193,7 +166,7 @@ pub fn run_swap_eval(opts: &SwapEvalOptions, device: &burn::tensor::Device, on: 
     let per_target = opts.references_per_class;
     let base_jobs: Vec<ImageJob> = (0..k)
         .flat_map(|t| (0..per_target).map(move |j| (t, j)))
-        .map(|(t, j)| ImageJob::new(t, opts.seed + 1_000_000 + (t * per_target + j) as u64))
+        .map(|(t, j)| ImageJob::new(t, opts.common.seed + 1_000_000 + (t * per_target + j) as u64))
         .collect();
     let total = jobs.len() + base_jobs.len();
     let mut done = 0;
@@ -269,7 +242,7 @@ pub fn run_swap_eval(opts: &SwapEvalOptions, device: &burn::tensor::Device, on: 
     };
     let mut rows: Vec<GridRow> = order.iter().take(g).map(|&i| row("best", i)).collect();
     rows.extend(order.iter().rev().take(g).map(|&i| row("worst", i)));
-    let fig_dir = opts.out_dir.join(FIGURE_DIR);
+    let fig_dir = opts.common.out_dir.join(FIGURE_DIR);
     let gallery = fig_dir.join("swap-gallery.png");
     save_png(&sample_grid(&rows, 1), &gallery)?;
 
@@ -292,22 +265,22 @@ pub fn run_swap_eval(opts: &SwapEvalOptions, device: &burn::tensor::Device, on: 
         "ari_per_stage_baseline": mean_per_stage(&base_ari, last),
         "ari_per_stage_reencode_ceiling": mean_per_stage(&ceil_ari, last),
         "per_source_class": per_source,
-        "seed": opts.seed,
-        "sampler_settings": opts.settings,
+        "seed": opts.common.seed,
+        "sampler_settings": opts.common.settings,
         "judge_dir": judge.dir.display().to_string(),
         "hardware": hardware(),
-        "backend": opts.backend,
+        "backend": opts.common.backend,
         "sampling_seconds": sampling_s,
         "wall_seconds": wall,
-        "command": opts.command,
+        "command": opts.common.command,
     });
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| EvalError::Write { path: opts.out_dir.clone(), reason: e.to_string() })?;
-    let json_path = opts.out_dir.join("model-card.json");
+    std::fs::create_dir_all(&opts.common.out_dir).map_err(|e| EvalError::Write { path: opts.common.out_dir.clone(), reason: e.to_string() })?;
+    let json_path = opts.common.out_dir.join("model-card.json");
     let mut obj = read_json_object(&json_path);
     obj.insert("swap".into(), result.clone());
     write_json(&json_path, &obj).map_err(|e| EvalError::Write { path: json_path.clone(), reason: e.to_string() })?;
-    let md_path = opts.out_dir.join("model-card.md");
-    let md = markdown(&result, &rel(&opts.out_dir, &gallery), stage_shown);
+    let md_path = opts.common.out_dir.join("model-card.md");
+    let md = markdown(&result, &rel(&opts.common.out_dir, &gallery), stage_shown);
     write_markdown_section(&md_path, "eval-swap", &md).map_err(|e| EvalError::Write { path: md_path.clone(), reason: e.to_string() })?;
     Ok(SwapEvalOutcome { json: result, markdown: md_path, json_path, gallery })
 }

@@ -11,7 +11,7 @@
 //! quarter of the one below. A 16×16×32 latent takes about 2 ms in a release build (measured on
 //! a busy 2-core machine; `time_16x16x32` below).
 
-use super::hierarchy::{HierarchyError, stages_for_side};
+use super::hierarchy::{HierarchyError, check_labels, stages_for_side};
 use super::{GranularityError, Hierarchy};
 
 /// Clusters a latent into an exactly balanced hierarchy: [`cluster_latent_raw`] followed by
@@ -162,20 +162,7 @@ pub fn relabel_raw_maps(side: usize, raw: &[Vec<u32>]) -> Result<Hierarchy, Gran
             }
             .into());
         }
-        let clusters = 1u64 << stage;
-        if let Some((position, &label)) = map
-            .iter()
-            .enumerate()
-            .find(|&(_, &l)| u64::from(l) >= clusters)
-        {
-            return Err(HierarchyError::LabelOutOfRange {
-                stage,
-                position,
-                label,
-                clusters,
-            }
-            .into());
-        }
+        check_labels(map, stage)?;
     }
 
     let mut maps = vec![vec![0u32; positions]; stages];

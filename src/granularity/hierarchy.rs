@@ -406,6 +406,15 @@ impl Hierarchy {
     }
 }
 
+/// Every label of a stage-`stage` map is below 2^stage (the check clustering and Split share).
+pub fn check_labels(map: &[u32], stage: usize) -> Result<(), HierarchyError> {
+    let clusters = 1u64 << stage;
+    match map.iter().enumerate().find(|&(_, &l)| u64::from(l) >= clusters) {
+        Some((position, &label)) => Err(HierarchyError::LabelOutOfRange { stage, position, label, clusters }),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

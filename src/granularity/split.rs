@@ -13,7 +13,7 @@
 //! routine; fixing them makes Split deterministic and reproducible across backends.
 
 use super::GranularityError;
-use super::hierarchy::HierarchyError;
+use super::hierarchy::check_labels;
 
 /// Deepest stage that can be split: children of stage 31 use all 32 bits of a `u32` label.
 const MAX_SPLIT_STAGE: usize = 31;
@@ -219,20 +219,7 @@ fn check_common(parent: &[u32], stage: usize, score: &[f32]) -> Result<(), Granu
             max: MAX_SPLIT_STAGE,
         });
     }
-    let clusters = 1u64 << stage;
-    if let Some((position, &label)) = parent
-        .iter()
-        .enumerate()
-        .find(|&(_, &l)| u64::from(l) >= clusters)
-    {
-        return Err(HierarchyError::LabelOutOfRange {
-            stage,
-            position,
-            label,
-            clusters,
-        }
-        .into());
-    }
+    check_labels(parent, stage)?;
     check_values("score", score, parent.len())
 }
 
@@ -303,7 +290,7 @@ fn select_top(members: &[usize], count: usize, key: &[f64], odd: &mut [bool]) {
 mod tests {
     use super::*;
     use crate::granularity::test_support::Rng;
-    use crate::granularity::{Balance, Hierarchy, cluster_latent, num_stages_for};
+    use crate::granularity::{Balance, Hierarchy, HierarchyError, cluster_latent, num_stages_for};
 
     /// Scores uniform in [−1.5, 1.5): some fall outside the clamp range and tie.
     fn scores(rng: &mut Rng, n: usize) -> Vec<f32> {
