@@ -4,7 +4,6 @@
 //! modules) ← [`data`], [`train`] ← the command line. See `docs/architecture.md`.
 
 pub mod app;
-pub mod backend;
 pub mod data;
 pub mod eval;
 pub mod document;

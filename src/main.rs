@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use nvg_studio::backend::BackendChoice;
+use nvg_studio::model::backend::BackendChoice;
 
 mod cli;
 

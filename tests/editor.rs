@@ -12,7 +12,7 @@ use egui_kittest::kittest::Queryable;
 
 use common::{ready, step_until};
 use nvg_studio::app::{AppOptions, Export, NvgApp};
-use nvg_studio::backend::BackendChoice;
+use nvg_studio::model::backend::BackendChoice;
 use nvg_studio::document::{Command, Editor, ModelInfo, SamplerSettings, State, run_spec, run_spec_from};
 use nvg_studio::granularity::GranularitySequence;
 use nvg_studio::worker::{Event, Request, WorkerHandle};

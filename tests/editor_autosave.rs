@@ -8,7 +8,7 @@ use std::time::Duration;
 use eframe::egui;
 use egui_kittest::Harness;
 use nvg_studio::app::{AppOptions, NvgApp};
-use nvg_studio::backend::BackendChoice;
+use nvg_studio::model::backend::BackendChoice;
 use nvg_studio::document::Command;
 
 use common::{ready, step_until};

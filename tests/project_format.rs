@@ -11,7 +11,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nvg_studio::backend::BackendChoice;
+use nvg_studio::model::backend::BackendChoice;
 use nvg_studio::document::{Command, Editor, HistoryEntry, Project, State, run_spec};
 use nvg_studio::worker::{Event, Request, WorkerHandle};
 

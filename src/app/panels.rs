@@ -127,11 +127,12 @@ impl NvgApp {
                 let tip = "Round the generator's matrix products to bfloat16 (sums stay f32): faster on CPUs with AMX \
                            (Intel Xeon 4th generation on), results slightly different from f32 (docs/user-guide.md). Applies from the next run.";
                 // Only the AMX kernel measured faster than f32 (docs/benchmarks.md).
-                let label = match self.bf16_support {
-                    Some(crate::worker::Bf16Support::Amx) => "bf16 products (faster)",
-                    Some(crate::worker::Bf16Support::Avx512) => "bf16 products (no AMX: may be slower)",
-                    Some(crate::worker::Bf16Support::Emulated) => "bf16 products (emulated here: slower)",
-                    None => "bf16 products",
+                // The worker reports what the CPU can do when the model loads (asked directly before).
+                use crate::worker::Bf16Support;
+                let label = match self.bf16_support.unwrap_or_else(Bf16Support::detect) {
+                    Bf16Support::Amx => "bf16 products (faster)",
+                    Bf16Support::Avx512 => "bf16 products (no AMX: may be slower)",
+                    Bf16Support::Emulated => "bf16 products (emulated here: slower)",
                 };
                 if ui.add_enabled(host, egui::Checkbox::new(&mut on, label)).on_hover_text(tip).changed() {
                     self.set_bf16(on);

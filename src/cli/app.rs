@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
 
-use nvg_studio::backend::BackendChoice;
+use nvg_studio::model::backend::BackendChoice;
 use nvg_studio::model::tokenizer_io::load_tokenizer;
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
 use nvg_studio::model::generator::GeneratorConfig;
@@ -71,7 +71,7 @@ pub fn edit(choice: BackendChoice, args: EditArgs) -> Result<()> {
     match args.renderer.as_str() {
         "wgpu" => start(eframe::Renderer::Wgpu, opts).map_err(|e| anyhow!("editor (wgpu renderer): {e}")),
         "glow" => start(eframe::Renderer::Glow, opts).map_err(|e| anyhow!("editor (glow renderer): {e}")),
-        "auto" | "" if nvg_studio::backend::hardware_wgpu_adapter() == Some(false) => {
+        "auto" | "" if nvg_studio::model::backend::hardware_wgpu_adapter() == Some(false) => {
             // No hardware adapter: software Vulkan (lavapipe) drew the window at ~9 fps while a
             // run was in flight here, software OpenGL at a median of ~36 fps (docs/benchmarks.md).
             eprintln!("no hardware GPU adapter for wgpu; using the glow renderer with the CPU canvas");

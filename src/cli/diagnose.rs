@@ -70,7 +70,7 @@ pub enum DiagnoseCmd {
 }
 
 /// Runs a diagnose subcommand.
-pub fn run(cmd: DiagnoseCmd, backend: &nvg_studio::backend::Backend) -> Result<()> {
+pub fn run(cmd: DiagnoseCmd, backend: &nvg_studio::model::backend::Backend) -> Result<()> {
     match cmd {
         DiagnoseCmd::Overfit { model: super::ModelArgs { model, seed }, source, images, branch, steps, batch, lr, flow_steps, out } => {
             let super::GeneratorDataArgs { images: super::DataArgs { data, synthetic }, preset } = source;

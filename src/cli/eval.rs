@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::sampler::SamplerArgs;
-use nvg_studio::backend::Backend;
+use nvg_studio::model::backend::Backend;
 use nvg_studio::eval::run::EvalEvent;
 use nvg_studio::eval::swap_eval::{SwapEvalOptions, run_swap_eval};
 use nvg_studio::eval::{EvalOptions, JudgeTrainOptions, run_eval};

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::ProgressBar;
 
-use nvg_studio::backend::{Backend, BackendChoice};
+use nvg_studio::model::backend::{Backend, BackendChoice};
 use nvg_studio::data;
 use nvg_studio::model::tokenizer_io::{import_reference_pytorch, import_reference_safetensors, load_tokenizer};
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
@@ -157,6 +157,7 @@ pub fn generate(args: GenerateArgs, choice: BackendChoice) -> Result<()> {
                 bundle.gcfg.grid_side, bundle.gcfg.grid_side, s_count
             );
         }
+        let mut structure_upto = 0;
         if let Some(r) = &keep_structure {
             let r = parse_stage_range(r, 1).map_err(|e| anyhow!("--keep-structure: {e}"))?;
             if *r.start() != 1 {
@@ -165,23 +166,18 @@ pub fn generate(args: GenerateArgs, choice: BackendChoice) -> Result<()> {
             if *r.end() >= s_count {
                 bail!("--keep-structure {}..{}: structure maps of stages 1..{} can be kept", r.start(), r.end(), s_count - 1);
             }
-            for s in r {
-                job.forced_structure.insert(s, seq.stages[s].structure.clone());
-            }
+            structure_upto = *r.end();
         }
+        let mut content = None;
         if let Some(r) = &keep_content {
             let r = parse_stage_range(r, 0).map_err(|e| anyhow!("--keep-content: {e}"))?;
             if *r.end() >= s_count {
                 bail!("--keep-content ..{}: the model has stages 0..{}", r.end(), s_count - 1);
             }
-            // Codes belong to clusters, so the maps of every stage up to the last kept one come too.
-            for s in 1..=*r.end() {
-                job.forced_structure.insert(s, seq.stages[s].structure.clone());
-            }
-            for s in r {
-                job.forced_codes.insert(s, seq.stages[s].codes.clone());
-            }
+            content = Some(r);
         }
+        // Codes belong to clusters, so the maps of every stage up to the last kept code come too.
+        job.keep_from(&seq, structure_upto, content, 0);
     }
     let mut stage_images = Vec::new();
     let tok = &bundle.tokenizer;

@@ -78,7 +78,7 @@ pub enum SplitArg {
 }
 
 /// Runs `train-judge`.
-pub fn run(a: TrainJudgeArgs, backend: &nvg_studio::backend::Backend) -> Result<()> {
+pub fn run(a: TrainJudgeArgs, backend: &nvg_studio::model::backend::Backend) -> Result<()> {
     let labels = a.sheet.clone().unwrap_or_else(|| nvg_studio::bundled(std::path::Path::new(nvg_studio::data::BUNDLED_EMOJI_LABELS)));
     let classes = nvg_studio::data::EmojiSheet::open(&labels).map_err(|e| anyhow!("{e}"))?.class_names().len();
     let cfg = JudgeConfig { widths: a.widths.clone(), convs_per_level: a.convs_per_level, residual: a.residual, ..JudgeConfig::new(classes) };

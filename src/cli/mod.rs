@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use indicatif::ProgressBar;
 
-use nvg_studio::backend::{self, Backend, BackendChoice};
+use nvg_studio::model::backend::{self, Backend, BackendChoice};
 use nvg_studio::data::{self, FolderSource, ImageFolder, ImageSource, SyntheticShapes};
 use nvg_studio::model::TokenizerConfig;
 

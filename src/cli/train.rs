@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use nvg_studio::backend::BackendChoice;
+use nvg_studio::model::backend::BackendChoice;
 use nvg_studio::model::tokenizer_io::load_tokenizer;
 use nvg_studio::model::generator::GeneratorConfig;
 use nvg_studio::train::generator::GeneratorTrainOptions;

@@ -708,34 +708,21 @@ pub fn run_spec(state: &State) -> Option<RunSpec> {
 /// A run of the document from `from_stage` (a full rerun when there is no sequence yet).
 pub fn run_spec_from(state: &State, from_stage: usize) -> RunSpec {
     let from = if state.sequence.is_some() { from_stage } else { 0 };
-    let mut forced_structure = BTreeMap::new();
-    let mut forced_codes = BTreeMap::new();
-    if let Some(bp) = &state.blueprint {
-        for s in (from + 1).max(1)..=bp.keep_structure_upto.min(bp.sequence.stages.len().saturating_sub(1)) {
-            forced_structure.insert(s, bp.sequence.stages[s].structure.clone());
-        }
-        if let Some(k) = bp.keep_content_upto {
-            for s in from..=k.min(bp.sequence.stages.len().saturating_sub(1)) {
-                forced_codes.insert(s, bp.sequence.stages[s].codes.clone());
-            }
-        }
-    }
     // With no sequence yet `from` is 0: a run from scratch.
-    RunSpec {
-        job: ImageJob {
-            class: state.class,
-            class_map: state.class_map.clone(),
-            seed: state.seed,
-            stage_seeds: state.stage_seeds.clone(),
-            forced_structure,
-            forced_codes,
-            lock: state.lock.clone(),
-            previous: state.sequence.clone(),
-            resume_from: from,
-            shared_noise: None,
-        },
-        settings: state.settings.clone(),
+    let mut job = ImageJob {
+        class: state.class,
+        class_map: state.class_map.clone(),
+        seed: state.seed,
+        stage_seeds: state.stage_seeds.clone(),
+        lock: state.lock.clone(),
+        previous: state.sequence.clone(),
+        resume_from: from,
+        ..ImageJob::default()
+    };
+    if let Some(bp) = &state.blueprint {
+        job.keep_from(&bp.sequence, bp.keep_structure_upto, bp.keep_content_upto.map(|k| 0..=k), from);
     }
+    RunSpec { job, settings: state.settings.clone() }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! burn modules, device-agnostic: tensors carry their `Device`, chosen once at start-up.
 
+pub mod backend;
 pub mod checkpoint;
 pub mod config;
 pub mod ema;

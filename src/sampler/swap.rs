@@ -50,21 +50,11 @@ pub fn swap_job(reference: &GranularitySequence, keep: &Keep, class: usize, seed
             s_count - 1
         )));
     }
+    if let Some(k) = keep.content_upto.filter(|&k| k >= s_count) {
+        return Err(SwapError::Invalid(format!("--keep-content 0..{k}: the model has stages 0..{}", s_count - 1)));
+    }
     let mut job = ImageJob::new(class, seed);
-    for s in 1..=keep.structure_upto {
-        job.forced_structure.insert(s, reference.stages[s].structure.clone());
-    }
-    if let Some(k) = keep.content_upto {
-        if k >= s_count {
-            return Err(SwapError::Invalid(format!("--keep-content 0..{k}: the model has stages 0..{}", s_count - 1)));
-        }
-        for s in 0..=k {
-            job.forced_codes.insert(s, reference.stages[s].codes.clone());
-            if s > 0 {
-                job.forced_structure.insert(s, reference.stages[s].structure.clone());
-            }
-        }
-    }
+    job.keep_from(reference, keep.structure_upto, keep.content_upto.map(|k| 0..=k), 0);
     Ok(job)
 }
 

@@ -15,7 +15,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use sha2::{Digest, Sha256};
 
-use crate::backend::Backend;
+use crate::model::backend::Backend;
 use crate::document::{ModelInfo, RunSpec};
 use crate::granularity::GranularitySequence;
 use crate::model::images::{encode_images, tensor_to_images};
@@ -260,11 +260,11 @@ fn worker_main(
         repaint(wake);
     };
     let t0 = Instant::now();
-    let backend = match crate::backend::select(choice) {
+    let backend = match crate::model::backend::select(choice) {
         Ok(b) => b,
         Err(e) => {
             send(Event::LoadFailed { message: e.to_string() });
-            crate::backend::cpu()
+            crate::model::backend::cpu()
         }
     };
     let loaded = match load_bundle_at(&model_dir, &backend.device, precision) {

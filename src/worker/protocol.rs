@@ -10,7 +10,7 @@ use image::RgbImage;
 use crate::document::{ModelInfo, RunSpec};
 use crate::granularity::GranularitySequence;
 
-pub use crate::backend::BackendChoice;
+pub use crate::model::backend::BackendChoice;
 pub use crate::model::host::Precision;
 
 /// How this CPU computes bf16 products (the Run menu says whether switching pays).

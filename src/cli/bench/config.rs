@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 
-use nvg_studio::backend::Backend;
+use nvg_studio::model::backend::Backend;
 use nvg_studio::data::SyntheticShapes;
 use nvg_studio::model::generator::{GeneratorConfig, NvgGenerator};
 use nvg_studio::model::{Tokenizer, TokenizerConfig};

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use nvg_studio::backend::BackendChoice;
+use nvg_studio::model::backend::BackendChoice;
 use nvg_studio::granularity::GranularitySequence;
 use nvg_studio::model::generator::GeneratorConfig;
 use nvg_studio::model::host::bf16;

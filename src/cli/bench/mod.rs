@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
 
-use nvg_studio::backend::BackendChoice;
+use nvg_studio::model::backend::BackendChoice;
 use nvg_studio::data::{ImageSource, SyntheticShapes};
 use nvg_studio::model::{Tokenizer, TokenizerConfig};
 use nvg_studio::model::images::encode_images;
