@@ -111,7 +111,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `NVG_HOST_PATH=off`: run the generator through burn op by op on the CPU backend too (for
-    // comparisons; the host path is the default there, see src/model/host.rs).
+    // comparisons; the host path is the default there, see src/model/host/mod.rs).
     if std::env::var("NVG_HOST_PATH").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0") {
         nvg_studio::model::host::set_enabled(false);
     }
