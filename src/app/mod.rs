@@ -18,10 +18,8 @@ use crate::ui::canvas::CpuCanvas;
 use crate::granularity::viz;
 use crate::worker::{Request, Variation, WorkerHandle};
 
-pub mod bench;
 mod events;
 mod files;
-pub mod frame_log;
 mod panels;
 
 pub use crate::ui::tools::Tool;

@@ -58,6 +58,17 @@ pub(crate) fn shuffle<T>(items: &mut [T], rng: &mut impl RngCore) {
     }
 }
 
+/// Fisher–Yates shuffle with rand's uniform ranges: the tokenizer's split and epoch orders and
+/// the judge's batches use it. It differs from [`shuffle`] only in how an index below `i + 1`
+/// is drawn; both stay, because each fixes splits that trained checkpoints and the model card
+/// depend on (changing either would move images between training and held-out sets).
+pub fn shuffle_uniform<T>(items: &mut [T], rng: &mut impl rand::Rng) {
+    for i in (1..items.len()).rev() {
+        let j = rng.random_range(0..=i);
+        items.swap(i, j);
+    }
+}
+
 /// The order in which to visit `indices` during `epoch`: a permutation of `indices` that depends only
 /// on `(seed, epoch)` and on `indices` itself. Each epoch gets a fresh order; the same `(seed, epoch)`
 /// always gives the same one, so a resumed training run sees the same batches.

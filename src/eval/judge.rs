@@ -408,9 +408,7 @@ pub fn train_judge_monitored(
         let mut targets = Vec::with_capacity(opts.batch_size);
         for _ in 0..opts.batch_size {
             if pos == order.len() {
-                for i in (1..order.len()).rev() {
-                    order.swap(i, rng.random_range(0..=i));
-                }
+                crate::data::order::shuffle_uniform(&mut order, &mut rng);
                 pos = 0;
             }
             let i = order[pos];

@@ -131,11 +131,7 @@ pub fn split_indices(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usi
 }
 
 fn shuffle(v: &mut [usize], seed: u64) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for i in (1..v.len()).rev() {
-        let j = rng.random_range(0..=i);
-        v.swap(i, j);
-    }
+    crate::data::order::shuffle_uniform(v, &mut ChaCha8Rng::seed_from_u64(seed));
 }
 
 /// The training sample at global position `g` (epoch-wise reshuffled order, resumable).

@@ -1,6 +1,8 @@
 //! `bench`: every speed measurement (results go to docs/benchmarks.md with their command).
 
 pub mod config;
+pub mod editor;
+pub mod frame_log;
 pub mod generator;
 
 use std::path::PathBuf;
@@ -58,7 +60,7 @@ pub fn run(args: BenchArgs, choice: BackendChoice) -> Result<()> {
         }
         "flow-steps" => generator::flow_steps(choice, model.unwrap_or_else(default_model_dir), reps),
         "precision" => generator::precision(choice, model.unwrap_or_else(default_model_dir), reps),
-        "editor" => nvg_studio::app::bench::bench_editor(
+        "editor" => editor::bench_editor(
             model.unwrap_or_else(default_model_dir),
             choice,
             edits,
@@ -67,7 +69,7 @@ pub fn run(args: BenchArgs, choice: BackendChoice) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("editor bench: {e}")),
         "config" => config::bench_config(&pick_backend(choice)?, reps),
         "frame-log" => match frame_log {
-            Some(p) => nvg_studio::app::frame_log::bench_frame_log(&p).map_err(|e| anyhow::anyhow!("frame log {e}")),
+            Some(p) => frame_log::bench_frame_log(&p).map_err(|e| anyhow::anyhow!("frame log {e}")),
             None => bail!("--what frame-log needs --frame-log FILE (a log written with NVG_FRAME_LOG=FILE nvg-studio)"),
         },
         other => bail!("--what {other}: expected tokenizer, generator, all, editor, flow-steps, precision, config or frame-log"),

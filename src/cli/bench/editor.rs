@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 
-use super::{AppOptions, NvgApp};
-use crate::worker::BackendChoice;
-use crate::document::Command;
+use nvg_studio::app::{AppOptions, NvgApp};
+use nvg_studio::worker::BackendChoice;
+use nvg_studio::document::Command;
 
 /// One frame driver: a headless egui context with a fixed window size and advancing time.
 struct Driver {
@@ -107,7 +107,7 @@ pub fn bench_editor(model_dir: PathBuf, backend: BackendChoice, edits: usize, fl
     settings.flow_steps = flow_steps;
     app.command(Command::SetSettings(settings));
     d.until(&mut app, Duration::from_secs(300), |a| a.is_idle())?;
-    println!("editor bench: model {} ({} stages, {flow_steps} flow steps), backend {}", app.model_dir().display(), app.editor().unwrap().model.num_stages, app.backend);
+    println!("editor bench: model {} ({} stages, {flow_steps} flow steps), backend {}", app.model_dir().display(), app.editor().unwrap().model.num_stages, app.backend());
     println!("model loaded after {:.0} ms; first full run done after {:.2} s", ms(loaded), t0.elapsed().as_secs_f64());
 
     // UI frame time, idle and while a full run is in flight.
