@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! nvg-studio: an editor and toolkit for Next Visual Granularity (NVG) generation.
 //!
 //! Layers, lower to higher: [`granularity`] (plain data and algorithms) ← [`model`] (burn

@@ -97,7 +97,8 @@ pub fn run(a: TrainJudgeArgs, backend: &nvg_studio::model::backend::Backend) -> 
         warmup_steps: JudgeTrainOptions::default().warmup_steps.min(a.steps / 10).max(1),
         ..Default::default()
     };
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    // The command as a user would type it (the binary's own path left out).
+    let command = std::iter::once("nvg-studio".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
     let bar = ProgressBar::new(a.steps);
     bar.set_style(
         ProgressStyle::with_template("judge {pos}/{len} [{elapsed_precise} eta {eta}] {msg}")
@@ -120,8 +121,8 @@ pub fn run(a: TrainJudgeArgs, backend: &nvg_studio::model::backend::Backend) -> 
         "judge ({:?} split): held-out accuracy {:.3} on {} images (unseen emoji {:.3}), training accuracy {:.3} on {}, {} parameters, {:.0} s",
         report.split,
         report.heldout_accuracy,
-        report.unseen_emoji_accuracy,
         report.heldout_images,
+        report.unseen_emoji_accuracy,
         report.train_accuracy,
         report.train_images,
         report.parameters,

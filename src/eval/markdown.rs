@@ -93,7 +93,14 @@ the numbers are also in `model-card.json`.*\n\n",
     );
     // ---- headline ----
     m += "## Summary\n\n| measure | value |\n|---|---|\n";
-    m += &format!("| judge accuracy, held-out real images | {} |\n", pct(&r["judge_accuracy_real"]));
+    m += &format!("| judge accuracy, held-out real images (emoji never seen) | {} |\n", pct(&r["judge_accuracy_real"]));
+    if r["judge_accuracy_real_renditions"].is_number() {
+        m += &format!(
+            "| judge accuracy, held-out renditions of training emoji ({} images) | {} |\n",
+            s(&r["judge_renditions_images"]),
+            pct(&r["judge_accuracy_real_renditions"])
+        );
+    }
     m += &format!("| judge accuracy, generated images (class asked for) | {} |\n", pct(&r["judge_accuracy_generated"]));
     m += &format!("| chance level (1/{k}) | {} |\n", pct(&r["chance_accuracy"]));
     m += &format!("| Fréchet distance, generated ↔ held-out real | {} |\n", num(&r["fd_generated"], 2));
@@ -141,13 +148,14 @@ codebook used, over {} images: {}.\n\n| stage | PSNR (dB) | codebook used |\n|--
     m += &format!(
         "## The judge\n\nA small CNN classifier (`src/eval/judge.rs`: widths {}, {} parameters, {}-dimensional \
 penultimate features), trained from scratch by this project on the training split only ({} steps{}; \
-flips and ±2-pixel shifts). It is the measuring instrument for the rows below: its accuracy on \
+augmentation: {}). It is the measuring instrument for the rows below: its accuracy on \
 held-out real images is the ceiling for \"the judge recognises the class\".\n\n",
         s(&j["config"]["widths"]),
         s(&j["parameters"]),
         s(&j["feature_dim"]),
         s(&j["steps"]),
-        j["train_seconds"].as_f64().map(|t| format!(", {t:.0} s to train")).unwrap_or_default()
+        j["train_seconds"].as_f64().map(|t| format!(", {t:.0} s to train")).unwrap_or_default(),
+        augmentation(&j["train_options"])
     );
 
     // ---- generation ----
@@ -260,6 +268,24 @@ the decoded canvas above its structure map.\n\n";
         s(&r["fd_trivial_baseline_kind"])
     );
     m
+}
+
+/// The judge's augmentation in words, from its training options.
+fn augmentation(o: &Value) -> String {
+    let mut parts = vec!["horizontal flips".to_string()];
+    if let Some(m) = o["max_shift"].as_u64().filter(|&m| m > 0) {
+        parts.push(format!("shifts up to {m} px"));
+    }
+    if let Some(z) = o["max_scale"].as_f64().filter(|&z| z > 0.0) {
+        parts.push(format!("zoom ×{:.2}…{:.2}", 1.0 / (1.0 + z), 1.0 + z));
+    }
+    if let Some(r) = o["max_rotation_deg"].as_f64().filter(|&r| r > 0.0) {
+        parts.push(format!("rotations up to {r:.0}°"));
+    }
+    if let Some(d) = o["dropout"].as_f64().filter(|&d| d > 0.0) {
+        parts.push(format!("feature dropout {d}"));
+    }
+    parts.join(", ")
 }
 
 #[cfg(test)]

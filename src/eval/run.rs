@@ -382,6 +382,18 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
     if held.len() == held_all.len() {
         record_judge_accuracy(&judge, judge_acc_real)?;
     }
+    // A judge trained with one rendition of every training emoji held out (train-judge --split
+    // rendition) is also measured on those: known emoji drawn anew, what a generator trained on
+    // the same split is asked for.
+    let judge_acc_renditions = match (judge.extra["judge_split"].as_str(), judge.extra["train_options"]["seed"].as_u64()) {
+        (Some("rendition"), Some(seed)) => {
+            let (_, held_r) = super::judge_run::rendition_split(&sheet, &train, seed);
+            let labels: Vec<usize> = held_r.iter().map(|&i| sheet.class_of(i).unwrap_or(0)).collect();
+            let imgs = load_images(&jsource, &held_r)?;
+            Some((accuracy(&predict(&judge.model, &imgs, device).0, &labels), held_r.len()))
+        }
+        _ => None,
+    };
     timings.insert("judge_s".into(), json!(t.elapsed().as_secs_f64()));
     let dim = judge.config.feature_dim();
 
@@ -595,6 +607,9 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
             "train_seconds": trained_secs.or_else(|| judge.extra.get("train_seconds").and_then(Value::as_f64)),
         },
         "judge_accuracy_real": judge_acc_real,
+        "judge_accuracy_real_renditions": judge_acc_renditions.map(|(a, _)| a),
+        "judge_renditions_images": judge_acc_renditions.map(|(_, n)| n),
+        "judge_split": judge.extra.get("judge_split"),
         "judge_accuracy_real_train_subset": judge_acc_train,
         "judge_accuracy_reconstructed": judge_acc_recon,
         "judge_accuracy_generated": judge_acc_gen,
