@@ -183,7 +183,9 @@ pub fn run_judge_training(
         "unseen_emoji_accuracy": unseen_emoji_accuracy,
         "train_images": train.len(),
         "train_seconds": train_seconds,
-        "heldout_accuracy": heldout_accuracy,
+        // `heldout_accuracy` is the default split's (unseen emoji), as `eval` records it.
+        "heldout_accuracy": unseen_emoji_accuracy,
+        "split_heldout_accuracy": heldout_accuracy,
         "train_accuracy": train_accuracy,
         "command": command,
     });

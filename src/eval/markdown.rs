@@ -157,6 +157,21 @@ held-out real images is the ceiling for \"the judge recognises the class\".\n\n"
         j["train_seconds"].as_f64().map(|t| format!(", {t:.0} s to train")).unwrap_or_default(),
         augmentation(&j["train_options"])
     );
+    let (conf, which) = if r["judge_confusion_renditions"].is_array() {
+        (&r["judge_confusion_renditions"], "held-out renditions")
+    } else {
+        (&r["judge_confusion_heldout"], "held-out images")
+    };
+    let conf: Vec<Vec<u32>> = serde_json::from_value(conf.clone()).unwrap_or_default();
+    let names: Vec<String> = serde_json::from_value(r["class_names"].clone()).unwrap_or_default();
+    let top = super::judge_run::top_confusions(&conf, 8);
+    if !top.is_empty() && names.len() == conf.len() {
+        m += &format!(
+            "Its most frequent confusions on the {which} (true → judged; the whole confusion matrix is in \
+model-card.json, `judge_confusion_heldout` and `judge_confusion_renditions`): {}.\n\n",
+            top.iter().map(|&(t, p, c)| format!("{} → {} ({c})", names[t], names[p])).collect::<Vec<_>>().join(", ")
+        );
+    }
 
     // ---- generation ----
     let sizes = &r["fd_set_sizes"];

@@ -390,7 +390,8 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
             let (_, held_r) = super::judge_run::rendition_split(&sheet, &train, seed);
             let labels: Vec<usize> = held_r.iter().map(|&i| sheet.class_of(i).unwrap_or(0)).collect();
             let imgs = load_images(&jsource, &held_r)?;
-            Some((accuracy(&predict(&judge.model, &imgs, device).0, &labels), held_r.len()))
+            let pred = predict(&judge.model, &imgs, device).0;
+            Some((accuracy(&pred, &labels), held_r.len(), super::judge::confusion(&pred, &labels, k)))
         }
         _ => None,
     };
@@ -607,8 +608,11 @@ pub fn run_eval(opts: &EvalOptions, device: &Device, on: &mut dyn FnMut(EvalEven
             "train_seconds": trained_secs.or_else(|| judge.extra.get("train_seconds").and_then(Value::as_f64)),
         },
         "judge_accuracy_real": judge_acc_real,
-        "judge_accuracy_real_renditions": judge_acc_renditions.map(|(a, _)| a),
-        "judge_renditions_images": judge_acc_renditions.map(|(_, n)| n),
+        "judge_accuracy_real_renditions": judge_acc_renditions.as_ref().map(|(a, _, _)| *a),
+        "judge_renditions_images": judge_acc_renditions.as_ref().map(|(_, n, _)| *n),
+        // confusion[true][predicted] of the judge on the held-out real images (and renditions).
+        "judge_confusion_heldout": super::judge::confusion(&held_pred, &held_labels, k),
+        "judge_confusion_renditions": judge_acc_renditions.as_ref().map(|(_, _, c)| c),
         "judge_split": judge.extra.get("judge_split"),
         "judge_accuracy_real_train_subset": judge_acc_train,
         "judge_accuracy_reconstructed": judge_acc_recon,
