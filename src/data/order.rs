@@ -52,8 +52,13 @@ pub(crate) fn unit_f32(rng: &mut impl RngCore) -> f32 {
 
 /// Fisher–Yates shuffle driven by [`below`].
 pub(crate) fn shuffle<T>(items: &mut [T], rng: &mut impl RngCore) {
+    fisher_yates(items, |n| below(rng, n as u64) as usize);
+}
+
+/// The one Fisher–Yates loop: `index_below(n)` draws the partner of position `n − 1`.
+fn fisher_yates<T>(items: &mut [T], mut index_below: impl FnMut(usize) -> usize) {
     for i in (1..items.len()).rev() {
-        let j = below(rng, i as u64 + 1) as usize;
+        let j = index_below(i + 1);
         items.swap(i, j);
     }
 }
@@ -63,10 +68,7 @@ pub(crate) fn shuffle<T>(items: &mut [T], rng: &mut impl RngCore) {
 /// is drawn; both stay, because each fixes splits that trained checkpoints and the model card
 /// depend on (changing either would move images between training and held-out sets).
 pub fn shuffle_uniform<T>(items: &mut [T], rng: &mut impl rand::Rng) {
-    for i in (1..items.len()).rev() {
-        let j = rng.random_range(0..=i);
-        items.swap(i, j);
-    }
+    fisher_yates(items, |n| rng.random_range(0..=n - 1));
 }
 
 /// The order in which to visit `indices` during `epoch`: a permutation of `indices` that depends only

@@ -193,7 +193,7 @@ each set is compared with the held-out real images ({} images) by the Fréchet d
     m += "| set | images | judge accuracy | Fréchet distance | precision | recall |\n|---|---|---|---|---|---|\n";
     m += &format!("| real, held out (the reference) | {} | {} | 0 | 100 % | 100 % |\n", s(&sizes["reference"]), pct(&r["judge_accuracy_real"]));
     m += &format!(
-        "| real, training split, class-balanced subset (the judge trained on these) | {} | {} | {} | {} |\n",
+        "| real, training split, class-balanced subset (the split the judge was trained on) | {} | {} | {} | {} |\n",
         s(&sizes["real_train"]),
         pct(&r["judge_accuracy_real_train_subset"]),
         num(&r["fd_real_train_vs_heldout"], 2),
@@ -222,8 +222,8 @@ each set is compared with the held-out real images ({} images) by the Fréchet d
     );
     m += &format!(
         "Precision is the share of a set's images inside the real held-out images' manifold, recall the share of \
-real images inside the set's own manifold; each manifold is the union of balls reaching every image's {}-th nearest \
-neighbour in judge-feature space (improved precision and recall, Kynkäänniemi et al. 2019).\n\n",
+real images inside the set's own manifold; each manifold is the union of balls reaching every image's k-th nearest \
+neighbour (k = {}) in judge-feature space (improved precision and recall, Kynkäänniemi et al. 2019).\n\n",
         s(&r["precision_recall"]["k"])
     );
 

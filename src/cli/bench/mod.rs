@@ -4,6 +4,7 @@ pub mod config;
 pub mod editor;
 pub mod frame_log;
 pub mod generator;
+pub mod train;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -30,6 +31,8 @@ pub struct BenchArgs {
     /// flow-steps (what fewer structure flow steps change, against 25, over --reps seeds), or
     /// precision (what bf16 products change against f32, over --reps seeds, CPU), or
     /// config (training and generation cost of the candidate bundled configurations), or
+    /// train (where a generator training step of --model's shape spends its time, with its
+    /// matmul GFLOP/s and share of the f32 peak), or
     /// frame-log (summarise an editor frame log written under NVG_FRAME_LOG: frame intervals
     /// while a run is in flight, fps per run; needs --frame-log).
     #[arg(long, default_value = "all")]
@@ -37,7 +40,7 @@ pub struct BenchArgs {
     /// Structure flow steps of the generation benchmark (default 25; the editor's default 10).
     #[arg(long)]
     pub flow_steps: Option<usize>,
-    /// Model folder of the editor, flow-steps and precision benchmarks (default: the bundled model).
+    /// Model folder of the editor, flow-steps, precision and train benchmarks (default: the bundled model).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Number of edits of the editor benchmark's memory measurement.
@@ -67,12 +70,13 @@ pub fn run(args: BenchArgs, choice: BackendChoice) -> Result<()> {
             flow_steps.unwrap_or(10),
         )
         .map_err(|e| anyhow::anyhow!("editor bench: {e}")),
+        "train" => train::bench_train(&pick_backend(choice)?, &model.unwrap_or_else(default_model_dir), reps),
         "config" => config::bench_config(&pick_backend(choice)?, reps),
         "frame-log" => match frame_log {
             Some(p) => frame_log::bench_frame_log(&p).map_err(|e| anyhow::anyhow!("frame log {e}")),
             None => bail!("--what frame-log needs --frame-log FILE (a log written with NVG_FRAME_LOG=FILE nvg-studio)"),
         },
-        other => bail!("--what {other}: expected tokenizer, generator, all, editor, flow-steps, precision, config or frame-log"),
+        other => bail!("--what {other}: expected tokenizer, generator, all, train, editor, flow-steps, precision, config or frame-log"),
     }
 }
 

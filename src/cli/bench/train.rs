@@ -1,0 +1,149 @@
+//! `nvg-studio bench --what train`: where a generator training step spends its time, at the
+//! shipped model's shape and batch, on the burn (autodiff) path: the batch and its teacher
+//! targets (data, the frozen tokenizer's encoding), the forward pass with the losses, the
+//! backward pass, the AdamW step and the EMA update. The matmul FLOPs of the step are counted
+//! with the formula below, so the speed can be read as a share of the CPU's f32 peak.
+//!
+//! FLOPs of one forward pass of the generator's blocks (what dominates; embeddings, heads,
+//! norms and the adaLN modulation are left out, < 3 % at the shipped shape):
+//!
+//! ```text
+//! per branch:  images · stages · T · depth · 2 · ((4 + 2·r)·w² + 2·T·w)
+//! content:     T = 1 + L,   w = content width        (class token + L positions)
+//! structure:   T = 1 + 2L,  w = structure width      (class token + condition + flow tokens)
+//! ```
+//!
+//! with r the MLP ratio (QKV 3w², output w², MLP 2·r·w² multiply-adds per token, and q·kᵀ
+//! and ·v 2·T·w per token), 2 FLOPs per multiply-add. A training step is counted as 3 forward
+//! passes (the backward pass costs two).
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Result, anyhow};
+use burn::module::Module;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use nvg_studio::data::{EmojiSheet, EmojiSource, ImageSource};
+use nvg_studio::model::backend::Backend;
+use nvg_studio::model::checkpoint::{CheckpointMeta, read_meta};
+use nvg_studio::model::ema::ema_update;
+use nvg_studio::model::generator::{GeneratorConfig, NvgGenerator};
+use nvg_studio::model::generator_io::GENERATOR_KIND;
+use nvg_studio::model::tokenizer_io::load_tokenizer;
+use nvg_studio::sampler::streams::normal;
+use nvg_studio::train::monitor::{FlowSample, TeacherBatch, batch_losses};
+
+use super::median;
+
+/// f32 peak of this machine's CPU cores: cores × 2 FMA units × 16 lanes × 2 FLOPs × clock
+/// (AVX-512; the clock is the nominal one, so the share is an upper bound on headroom).
+fn f32_peak_gflops() -> (f64, String) {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let ghz = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("cpu MHz")).and_then(|l| l.split(':').nth(1)).and_then(|v| v.trim().parse::<f64>().ok()))
+        .map_or(2.6, |mhz| mhz / 1000.0);
+    let peak = cores * 2.0 * 16.0 * 2.0 * ghz;
+    (peak, format!("{cores:.0} cores × 2 FMA × 16 lanes × 2 FLOP × {ghz:.2} GHz"))
+}
+
+/// Forward FLOPs of one branch pass: `images · stages` sequences of `t` tokens.
+pub fn branch_flops(sequences: usize, t: usize, depth: usize, w: usize, mlp_ratio: usize) -> f64 {
+    let (t, w) = (t as f64, w as f64);
+    sequences as f64 * t * depth as f64 * 2.0 * ((4.0 + 2.0 * mlp_ratio as f64) * w * w + 2.0 * t * w)
+}
+
+/// Runs the training-step benchmark on the model at `model_dir` (its tokenizer, its generator's
+/// shape and training options) with `reps` timed steps after two warm-up steps.
+pub fn bench_train(b: &Backend, model_dir: &Path, reps: usize) -> Result<()> {
+    let (tmeta, tok) = load_tokenizer(&model_dir.join("tokenizer"), None, &b.device).map_err(|e| anyhow!("{e}"))?;
+    let tcfg = tmeta.config;
+    let gmeta: CheckpointMeta<GeneratorConfig> =
+        read_meta(&model_dir.join("generator"), GENERATOR_KIND).map_err(|e| anyhow!("{e}"))?;
+    let cfg = gmeta.config;
+    let o = &gmeta.extra["train_options"];
+    let batch = o["batch_size"].as_u64().unwrap_or(16) as usize;
+    let per_step = o["stages_per_step"].as_u64().map(|v| v as usize);
+    let sheet = EmojiSheet::open(nvg_studio::bundled(Path::new(nvg_studio::data::BUNDLED_EMOJI_LABELS)))?;
+    let data = EmojiSource::new(sheet, tcfg.image_size as u32)?;
+    let (s_count, bits, l, net) = (cfg.num_stages(), cfg.num_bits(), cfg.num_positions(), cfg.num_structure_stages());
+    let (kc, ks) = (per_step.map_or(s_count, |k| k.min(s_count)), per_step.map_or(net, |k| k.min(net)));
+
+    let ad = b.device.clone().autodiff();
+    ad.seed(0);
+    let mut model = NvgGenerator::new(&cfg, &ad);
+    let mut ema = model.valid();
+    let mut optim =
+        AdamWConfig::new().with_beta_2(0.95).with_weight_decay(0.05).with_grad_clipping(Some(GradientClippingConfig::Norm(1.0))).init();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let phases = ["batch + teacher targets", "forward + losses", "backward", "AdamW step", "EMA update"];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); phases.len()];
+    for rep in 0..reps.max(1) + 2 {
+        let mut t = Instant::now();
+        let mut lap = |times: &mut Vec<Vec<f64>>, k: usize| {
+            if rep >= 2 {
+                times[k].push(t.elapsed().as_secs_f64());
+            }
+            t = Instant::now();
+        };
+        let mut imgs = Vec::with_capacity(batch);
+        let mut classes = Vec::with_capacity(batch);
+        for _ in 0..batch {
+            let (img, c) = data.get(rng.random_range(0..data.len()))?;
+            imgs.push(img);
+            classes.push(c);
+        }
+        let tb = TeacherBatch::encode(&tok, &tcfg, &imgs, classes, &ad);
+        let full = tb.full_bits(bits);
+        let eps: Vec<f32> = (0..batch * l * bits).map(|_| normal(&mut rng)).collect();
+        let c_stages: Vec<usize> = (0..kc).map(|i| (i * s_count) / kc).collect();
+        let flows: Vec<FlowSample> =
+            (0..ks).map(|i| FlowSample::new((i * net) / ks, &full, &eps, FlowSample::times(&mut rng, batch), l, bits)).collect();
+        lap(&mut times, 0);
+        let losses = batch_losses(&model, &tb, &c_stages, &flows);
+        let loss = losses.objective(&ad);
+        let _ = losses.values(bits); // reads the values back: the forward pass is done
+        lap(&mut times, 1);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        lap(&mut times, 2);
+        model = optim.step(1e-4, model, grads);
+        lap(&mut times, 3);
+        ema = ema_update(ema, &model, 0.99);
+        lap(&mut times, 4);
+    }
+    let med: Vec<f64> = times.into_iter().map(median).collect();
+    let step: f64 = med.iter().sum();
+    let fwd = branch_flops(batch * kc, 1 + l, cfg.depth, cfg.content_width, cfg.mlp_ratio)
+        + branch_flops(batch * ks, 1 + 2 * l, cfg.depth, cfg.structure_width, cfg.mlp_ratio);
+    let step_flops = 3.0 * fwd;
+    let (peak, peak_how) = f32_peak_gflops();
+    let gflops = step_flops / step / 1e9;
+    println!(
+        "train bench: generator at the shape of {} (depth {}, widths {}/{}, {}×{} grid, {} stages), batch {batch}, {kc} content and {ks} structure stages per step, backend {b}, median of {} steps",
+        model_dir.display(),
+        cfg.depth,
+        cfg.content_width,
+        cfg.structure_width,
+        cfg.grid_side,
+        cfg.grid_side,
+        s_count,
+        reps.max(1)
+    );
+    println!("| path | phase | s/step | share |\n|---|---|---|---|");
+    for (p, t) in phases.iter().zip(&med) {
+        println!("| burn (autodiff, flex) | {p} | {t:.3} | {:.0} % |", 100.0 * t / step);
+    }
+    println!(
+        "| burn (autodiff, flex) | **whole step** | **{step:.3}** | {:.1} img/s, {:.1} GFLOP of block matmuls ({:.1} GFLOP/s, {:.0} % of the f32 peak {peak:.0} GFLOP/s: {peak_how}) |",
+        batch as f64 / step,
+        step_flops / 1e9,
+        gflops,
+        100.0 * gflops / peak
+    );
+    println!("| fast host path | whole step | not built yet (issue 19) | – |");
+    Ok(())
+}
