@@ -18,7 +18,6 @@ const L: usize = 256;
 const C: usize = 32;
 const V: usize = 512;
 const BITS: usize = 8;
-const CLASSES: [usize; 2] = [3, 7];
 const TOL: f32 = 1e-4;
 
 fn sci(v: &[f32]) -> String {
@@ -59,9 +58,10 @@ fn stage_slice(v: &[f32], stages: usize, rest: usize, s: usize) -> Vec<f32> {
 
 /// Content branch at one stage; returns (max |Δx̂|, max |Δlogits|).
 fn check_content_stage(g: &NvgGenerator, inp: &Inputs, gv: &HashMap<String, Vector>, s: usize, dev: &Device) -> (f32, f32) {
+    let classes = common::class_labels(&gv);
     let labels: Vec<&[u32]> = inp.labels[s].iter().map(|m| m.as_slice()).collect();
     let canvas = tensor3(&inp.canvas[s], [B, L, C], dev);
-    let (x0, logits) = g.content_forward(s, &CLASSES, canvas, &labels);
+    let (x0, logits) = g.content_forward(s, &classes, canvas, &labels);
     let k = 1usize << s;
     assert_eq!(logits.dims(), [B, k, V]);
     let dx = max_abs_diff(&to_vec(x0), &stage_slice(&gv["content.x0_hat"].f32, S, L * C, s));
@@ -109,6 +109,7 @@ fn config_scale_factors_equal_the_reference_buffer() {
 #[test]
 fn content_branch_matches_reference_safetensors() {
     let Some((tok, gv, dir)) = load_vectors() else { return };
+    let classes = common::class_labels(&gv);
     let dev = Device::flex();
     let cfg = GeneratorConfig::reference_tiny();
     let g = NvgGenerator::from_reference_safetensors(&dir.join("generator.safetensors"), &cfg, &dev).expect("loads");
@@ -117,7 +118,7 @@ fn content_branch_matches_reference_safetensors() {
     // Stage-4 intermediates first, to localise a mismatch.
     let s = 4;
     let labels: Vec<&[u32]> = inp.labels[s].iter().map(|m| m.as_slice()).collect();
-    let (tokens, vec) = g.content_inputs(s, &CLASSES, tensor3(&inp.canvas[s], [B, L, C], &dev));
+    let (tokens, vec) = g.content_inputs(s, &classes, tensor3(&inp.canvas[s], [B, L, C], &dev));
     let d_tok = max_abs_diff(&to_vec(tokens.clone().narrow(0, 0, 1)), &gv["content.s4.tokens_in_b0"].f32);
     let d_vec = max_abs_diff(&to_vec(vec.clone()), &gv["content.s4.vec"].f32);
     // RoPE tables: the reference stores [cos −sin; sin cos] per pair, [1, 1, 257, 32, 2, 2].
@@ -160,8 +161,8 @@ fn content_stage4_matches_reference_pytorch_checkpoint() {
 }
 
 fn check_structure(g: &NvgGenerator, inp: &Inputs, gv: &HashMap<String, Vector>, dev: &Device, stages: &[usize]) -> Vec<f32> {
+    let classes = common::class_labels(&gv);
     let t = gv["svel.t"].f32[0];
-    assert_eq!(t, 0.7);
     let z_all = &gv["svel.z_in"].f32; // [B, 7, 256, 8]
     let v_all = &gv["svel.velocity"].f32;
     let mut diffs = Vec::new();
@@ -169,7 +170,7 @@ fn check_structure(g: &NvgGenerator, inp: &Inputs, gv: &HashMap<String, Vector>,
         let labels: Vec<&[u32]> = inp.labels[s].iter().map(|m| m.as_slice()).collect();
         let canvas_next = tensor3(&inp.canvas[s + 1], [B, L, C], dev);
         let z = tensor3(&stage_slice(z_all, 7, L * BITS, s), [B, L, BITS], dev);
-        let v = g.structure_forward(s, &CLASSES, canvas_next, &labels, z, &[t]);
+        let v = g.structure_forward(s, &classes, canvas_next, &labels, z, &[t]);
         diffs.push(max_abs_diff(&to_vec(v), &stage_slice(v_all, 7, L * BITS, s)));
     }
     diffs
@@ -178,6 +179,7 @@ fn check_structure(g: &NvgGenerator, inp: &Inputs, gv: &HashMap<String, Vector>,
 #[test]
 fn structure_velocity_matches_reference_safetensors() {
     let Some((tok, gv, dir)) = load_vectors() else { return };
+    let classes = common::class_labels(&gv);
     let dev = Device::flex();
     let cfg = GeneratorConfig::reference_tiny();
     let g = NvgGenerator::from_reference_safetensors(&dir.join("generator.safetensors"), &cfg, &dev).expect("loads");
@@ -187,8 +189,8 @@ fn structure_velocity_matches_reference_safetensors() {
     let s = 2;
     let labels: Vec<&[u32]> = inp.labels[s].iter().map(|m| m.as_slice()).collect();
     let z = tensor3(&stage_slice(&gv["svel.z_in"].f32, 7, L * BITS, s), [B, L, BITS], &dev);
-    let vec = g.structure_vec(s, &CLASSES, &[0.7], &dev);
-    let tokens = g.structure_tokens(&CLASSES, tensor3(&inp.canvas[s + 1], [B, L, C], &dev), z);
+    let vec = g.structure_vec(s, &classes, &[gv["svel.t"].f32[0]], &dev);
+    let tokens = g.structure_tokens(&classes, tensor3(&inp.canvas[s + 1], [B, L, C], &dev), z);
     let d_vec = max_abs_diff(&to_vec(vec.clone()), &gv["svel.s2.vec"].f32);
     let d_tok = max_abs_diff(&to_vec(tokens.clone().narrow(0, 0, 1)), &gv["svel.s2.tokens_in_b0"].f32);
     let rope = g.structure_rope(s, &labels, &dev);
@@ -239,6 +241,7 @@ fn loading_reports_missing_file_and_wrong_scale_factors() {
 fn host_path_matches_reference() {
     use nvg_studio::model::host::HostGenerator;
     let Some((tok, gv, dir)) = load_vectors() else { return };
+    let classes = common::class_labels(&gv);
     let dev = Device::flex();
     let cfg = GeneratorConfig::reference_tiny();
     let g = NvgGenerator::from_reference_safetensors(&dir.join("generator.safetensors"), &cfg, &dev).expect("loads");
@@ -247,7 +250,7 @@ fn host_path_matches_reference() {
     let mut dls = Vec::new();
     for s in 0..S {
         let labels: Vec<&[u32]> = inp.labels[s].iter().map(|m| m.as_slice()).collect();
-        let logits = host.content_logits(&g, s, &CLASSES, &inp.canvas[s], &labels);
+        let logits = host.content_logits(&g, s, &classes, &inp.canvas[s], &labels);
         let dl = max_abs_diff(&logits, &gv[&format!("content.logits_s{s}")].f32);
         assert!(dl <= TOL, "host logits at stage {s} differ by {dl}");
         dls.push(dl);
@@ -257,7 +260,7 @@ fn host_path_matches_reference() {
     let mut dvs = Vec::new();
     for s in 0..7 {
         let labels: Vec<&[u32]> = inp.labels[s].iter().map(|m| m.as_slice()).collect();
-        let prep = host.structure_prep(&g, s, &CLASSES, &inp.canvas[s + 1], &labels);
+        let prep = host.structure_prep(&g, s, &classes, &inp.canvas[s + 1], &labels);
         let v = host.structure_velocity(&prep, &stage_slice(&gv["svel.z_in"].f32, 7, L * BITS, s), t);
         let d = max_abs_diff(&v, &stage_slice(&gv["svel.velocity"].f32, 7, L * BITS, s));
         assert!(d <= TOL, "host velocity at stage {s} differs by {d}");

@@ -52,6 +52,7 @@ fn structure_flow_and_split_match_reference() {
     let (_, gen_) = load(&dir, &dev);
     let tv = read_vectors(&dir.join("tokenizer_vectors.safetensors"));
     let v = read_vectors(&dir.join("generator_vectors.safetensors"));
+    let classes = common::class_labels(&v);
     let eps = &v["struct_epsilon"].f32;
     let noise: Vec<Vec<f32>> = (0..2).map(|b| eps[b * L * 8..(b + 1) * L * 8].to_vec()).collect();
     for (name, cfg) in [("nocfg", None), ("cfg2", Some(Linear { start: 2.0, end: 2.0 }))] {
@@ -71,7 +72,7 @@ fn structure_flow_and_split_match_reference() {
                 canvas.extend_from_slice(&tv["tok.canvas"].f32[(b * 9 + s) * L * 32..(b * 9 + s + 1) * L * 32]);
             }
             let canvas = Tensor::<3>::from_data(TensorData::new(canvas, [2, L, 32]), &dev);
-            let z = structure_flow(&gen_, &settings, stage, &[3, 7], &lab_refs, &canvas, &noise).unwrap();
+            let z = structure_flow(&gen_, &settings, stage, &classes, &lab_refs, &canvas, &noise).unwrap();
             for b in 0..2 {
                 let ours: Vec<f32> = (0..L).map(|p| z[b][p * 8 + stage]).collect();
                 let theirs = &scores_ref[(b * 8 + stage) * L..(b * 8 + stage + 1) * L];
@@ -99,6 +100,7 @@ fn generation_loops_match_reference_teacher_forced() {
     let dev = Device::flex();
     let (tok, gen_) = load(&dir, &dev);
     let v = read_vectors(&dir.join("generator_vectors.safetensors"));
+    let classes = common::class_labels(&v);
     let eps = &v["struct_epsilon"].f32;
     for (name, ccfg, scfg) in [
         ("gen_nocfg", None, None),
@@ -109,7 +111,7 @@ fn generation_loops_match_reference_teacher_forced() {
         let codes = &v[&format!("{name}.codes")].i64;
         let jobs: Vec<ImageJob> = (0..2)
             .map(|b| {
-                let mut j = ImageJob::new([3, 7][b], 0);
+                let mut j = ImageJob::new(classes[b], 0);
                 j.shared_noise = Some(eps[b * L * 8..(b + 1) * L * 8].to_vec());
                 for s in 1..9 {
                     j.forced_structure.insert(s, labels[(b * 9 + s) * L..(b * 9 + s + 1) * L].iter().map(|&x| x as u32).collect());
@@ -139,12 +141,13 @@ fn free_running_generation_matches_reference_until_the_first_tie() {
     let dev = Device::flex();
     let (tok, gen_) = load(&dir, &dev);
     let v = read_vectors(&dir.join("generator_vectors.safetensors"));
+    let classes = common::class_labels(&v);
     let eps = &v["struct_epsilon"].f32;
     let labels = &v["gen_nocfg.labels"].i64;
     let scores = &v["gen_nocfg.cluster_scores_in"].f32;
     let jobs: Vec<ImageJob> = (0..2)
         .map(|b| {
-            let mut j = ImageJob::new([3, 7][b], 0);
+            let mut j = ImageJob::new(classes[b], 0);
             j.shared_noise = Some(eps[b * L * 8..(b + 1) * L * 8].to_vec());
             j
         })

@@ -52,6 +52,13 @@ pub fn read_vectors(path: &std::path::Path) -> std::collections::HashMap<String,
     out
 }
 
+/// The generator vectors' `class_labels` (one class id per image of the batch), so that any
+/// reference set made the same way can be dropped in through `NVG_TESTVECTORS`.
+pub fn class_labels(v: &std::collections::HashMap<String, Vector>) -> Vec<usize> {
+    let c = &v.get("class_labels").expect("the generator vectors hold class_labels").i64;
+    c.iter().map(|&x| usize::try_from(x).expect("class labels are non-negative")).collect()
+}
+
 /// Largest absolute difference.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
