@@ -236,3 +236,37 @@ fn training_diagnostics_give_one_line_errors() {
     assert!(!ok);
     assert_clean_error(&err, "empty-folder");
 }
+
+/// Two trainers on one run folder: the second is refused with one line naming the holder, the
+/// first keeps training, and once it is gone (even killed) the folder is free again.
+#[test]
+fn a_second_trainer_on_the_same_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tok");
+    let mut first = bin()
+        .args(["train-tokenizer", "--synthetic", "8", "--preset", "test-tiny", "--steps", "100000", "--checkpoint-every", "0", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = out.join(".nvg-lock");
+    let t0 = std::time::Instant::now();
+    while !lock.exists() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60), "the first trainer never locked its folder");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (ok, _, err) = run(bin().args(["train-tokenizer", "--synthetic", "8", "--preset", "test-tiny", "--steps", "1", "--out"]).arg(&out));
+    assert!(!ok);
+    assert_clean_error(&err, "in use by process");
+    assert!(err.contains(&first.id().to_string()) && err.contains("train-tokenizer"), "{err}");
+    assert!(first.try_wait().unwrap().is_none(), "the first trainer keeps running");
+    // Killed with -9, it leaves its lock behind: stale, and taken over by the next trainer.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(lock.exists());
+    let (ok, _, err) = run(bin().args(["train-tokenizer", "--synthetic", "8", "--preset", "test-tiny", "--steps", "1", "--out"]).arg(&out));
+    assert!(ok, "{err}");
+    assert!(err.contains("stale lock"), "{err}");
+    assert!(!lock.exists(), "a finished trainer frees its folder");
+}

@@ -164,7 +164,8 @@ pub fn save_module<M: burn::module::Module, C: Serialize>(
     extra: serde_json::Value,
 ) -> Result<(), CheckpointError> {
     fs::create_dir_all(dir).map_err(|e| CheckpointError::Write { path: dir.into(), reason: e.to_string() })?;
-    let tmp = dir.join(format!(".{MODEL_FILE}.tmp"));
+    // A name of this process's own: a stray second writer never renames our half-written file.
+    let tmp = dir.join(format!(".{MODEL_FILE}.tmp{}", std::process::id()));
     model
         .clone()
         .save_file(&tmp)

@@ -8,6 +8,7 @@ pub mod generator;
 pub mod generator_io;
 pub mod host;
 pub mod images;
+pub mod run_lock;
 pub mod tokenizer;
 pub mod tokenizer_io;
 pub mod transformer;

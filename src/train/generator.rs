@@ -295,6 +295,7 @@ pub fn train_generator(
     if data.len() < 2 {
         return Err(TrainError::Data(format!("need at least 2 images to train, found {}", data.len())));
     }
+    let _lock = super::tokenizer::lock_run_folder(out, "train-generator")?;
     let class_names = data.class_names().to_vec();
     let ad = device.clone().autodiff();
     let (train, held) = split_indices(data.len(), opts.holdout_fraction, opts.seed);

@@ -115,6 +115,18 @@ pub enum TrainError {
     /// Bad option.
     #[error("{0}")]
     Options(String),
+    /// The run folder is in use by another process.
+    #[error(transparent)]
+    Locked(#[from] crate::model::run_lock::LockError),
+}
+
+/// Locks a run folder for a trainer (a stale lock is taken over with a note on stderr).
+pub(crate) fn lock_run_folder(dir: &Path, what: &str) -> Result<crate::model::run_lock::RunLock, TrainError> {
+    let (lock, note) = crate::model::run_lock::RunLock::acquire(dir, what)?;
+    if let Some(n) = note {
+        eprintln!("note: {n}");
+    }
+    Ok(lock)
 }
 
 /// Deterministic held-out split of `n` items: (train, held_out).
@@ -181,6 +193,7 @@ pub fn train_tokenizer(
     if data.len() < 2 {
         return Err(TrainError::Data(format!("need at least 2 images to train, found {}", data.len())));
     }
+    let _lock = lock_run_folder(out, "train-tokenizer")?;
     let ad = device.clone().autodiff();
     let (train, held) = split_indices(data.len(), opts.holdout_fraction, opts.seed);
     let (mut model, mut optim, start) = if resume {
