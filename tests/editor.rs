@@ -808,3 +808,26 @@ fn ui_closing_with_unsaved_edits_and_autosave_off_asks_first() {
     request_close(&mut h);
     assert!(!sent(&h, &egui::ViewportCommand::CancelClose), "a confirmed close is not held again");
 }
+
+/// Opening the sampler settings shows the guidance schedules without changing them: the sliders'
+/// ranges hold the defaults (content guidance 12 → 20), so nothing is clamped by being shown.
+#[test]
+fn ui_sampler_settings_show_the_defaults_without_changing_them() {
+    let (_d, m) = model_dir();
+    // A tall window, so that the opened settings are on screen (and in the accessibility tree).
+    let opts = AppOptions { model_dir: m.clone(), backend: BackendChoice::Cpu, project: None, image: None, autosave: false, fallback_model: None };
+    let mut h = Harness::builder().with_size(egui::vec2(1280.0, 2000.0)).build_eframe(move |cc| NvgApp::new(&cc.egui_ctx, opts, false));
+    step_until(&mut h, "model", |a| a.editor().is_some());
+    step_until(&mut h, "first run", |a| a.is_idle());
+    let before = h.state().editor().unwrap().state().settings.clone();
+    assert_eq!(before.content_cfg.map(|l| l.end), Some(20.0), "the editor's default content guidance");
+    h.get_by_label("Sampler settings").click();
+    for _ in 0..5 {
+        h.step();
+    }
+    h.get_by_label("content guidance");
+    // Both ends of both schedules are shown (stage 0 and last stage).
+    assert!(h.query_all_by_label_contains("at stage 0").count() >= 2);
+    assert_eq!(h.state().editor().unwrap().state().settings, before, "showing the settings changed them");
+    assert!(!h.state().is_running(), "and started no run");
+}

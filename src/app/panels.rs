@@ -357,21 +357,29 @@ impl NvgApp {
             egui::CollapsingHeader::new("Sampler settings").show(ui, |ui| {
                 let mut s = state.settings.clone();
                 let mut release = false;
-                let mut sched = |ui: &mut egui::Ui, v: &mut Option<document::Linear>, name: &str, max: f32| {
+                // Switching a schedule on restores the sampler's default for it; the sliders'
+                // ranges always hold the current values, so showing or touching one never
+                // clamps a setting the user did not change.
+                let defaults = document::SamplerSettings::editor();
+                let paper = document::SamplerSettings::paper();
+                let mut sched = |ui: &mut egui::Ui, v: &mut Option<document::Linear>, name: &str, limit: f32, default: Option<document::Linear>| {
                     let mut on = v.is_some();
                     ui.checkbox(&mut on, name);
                     if on != v.is_some() {
-                        *v = on.then_some(document::Linear { start: 1.0, end: max / 2.0 });
+                        *v = if on { default.or(Some(document::Linear { start: 1.0, end: limit / 2.0 })) } else { None };
                         release = true;
                     }
                     if let Some(x) = v.as_mut() {
-                        let r = ui.add(egui::Slider::new(&mut x.end, 0.0..=max).text("at last stage"));
-                        release |= r.drag_stopped() || (r.changed() && !r.dragged());
+                        for (value, label) in [(&mut x.start, "at stage 0"), (&mut x.end, "at last stage")] {
+                            let range = slider_range(limit, *value);
+                            let r = ui.add(egui::Slider::new(value, range).text(label));
+                            release |= r.drag_stopped() || (r.changed() && !r.dragged());
+                        }
                     }
                 };
-                sched(ui, &mut s.content_cfg, "content guidance", 8.0);
-                sched(ui, &mut s.structure_cfg, "structure guidance", 8.0);
-                sched(ui, &mut s.top_p, "top-p", 1.0);
+                sched(ui, &mut s.content_cfg, "content guidance", 30.0, defaults.content_cfg);
+                sched(ui, &mut s.structure_cfg, "structure guidance", 8.0, defaults.structure_cfg);
+                sched(ui, &mut s.top_p, "top-p", 1.0, paper.top_p);
                 let r = ui.add(egui::Slider::new(&mut s.temperature, 0.1..=2.0).text("temperature"));
                 release |= r.drag_stopped() || (r.changed() && !r.dragged());
                 let r = ui.add(egui::Slider::new(&mut s.flow_steps, 1..=50).text("flow steps"));
@@ -834,4 +842,11 @@ fn paced_spinner(ui: &mut egui::Ui) {
         .collect();
     let stroke = ui.visuals().widgets.inactive.fg_stroke;
     ui.painter().add(egui::Shape::line(points, stroke));
+}
+
+/// A slider's range for a schedule value: 0 to `limit`, widened to hold `value` (a project or
+/// an older default may carry one above the limit; the slider must not clamp it just by being
+/// shown or touched).
+pub(crate) fn slider_range(limit: f32, value: f32) -> std::ops::RangeInclusive<f32> {
+    0.0..=limit.max(value)
 }
