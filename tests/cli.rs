@@ -270,3 +270,31 @@ fn a_second_trainer_on_the_same_folder_is_refused() {
     assert!(err.contains("stale lock"), "{err}");
     assert!(!lock.exists(), "a finished trainer frees its folder");
 }
+
+/// Out-of-range training options are refused before anything is written, each with one line.
+#[test]
+fn training_options_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tok");
+    for (flag, value) in [("--lr", "nan"), ("--lr", "-1"), ("--lr", "1e30"), ("--batch", "0"), ("--batch", "1000000000000"), ("--steps", "0")] {
+        let (ok, _, err) = run(bin()
+            .args(["train-tokenizer", "--synthetic", "8", "--preset", "test-tiny", "--steps", "3"])
+            .arg(format!("{flag}={value}"))
+            .arg("--out")
+            .arg(&out));
+        assert!(!ok, "{flag} {value} accepted");
+        assert_clean_error(&err, flag);
+        assert!(!out.join("model.bpk").exists(), "{flag} {value}: nothing is written");
+    }
+    let m = dir.path().join("m");
+    tiny_model(&m.join("tokenizer"));
+    for (flag, value) in [("--ema-decay", "5"), ("--ema-decay", "1"), ("--lr", "-1")] {
+        let (ok, _, err) = run(bin()
+            .args(["train-generator", "--synthetic", "8", "--preset", "test-tiny", "--steps", "3"])
+            .arg(format!("{flag}={value}"))
+            .arg("--model")
+            .arg(&m));
+        assert!(!ok, "{flag} {value} accepted");
+        assert_clean_error(&err, flag);
+    }
+}

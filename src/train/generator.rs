@@ -289,9 +289,16 @@ pub fn train_generator(
     device: &Device,
     progress: &mut dyn FnMut(&GeneratorStep),
 ) -> Result<GeneratorConfig, TrainError> {
-    if opts.batch_size == 0 {
-        return Err(TrainError::Options("--batch must be at least 1".into()));
-    }
+    super::tokenizer::check_common(opts.steps, opts.batch_size, opts.lr, opts.holdout_fraction)?;
+    let unit = |name: &str, v: f64, top_open: bool| -> Result<(), TrainError> {
+        let ok = v.is_finite() && v >= 0.0 && if top_open { v < 1.0 } else { v <= 1.0 };
+        if ok { Ok(()) } else { Err(TrainError::Options(format!("{name} {v}: expected 0 to {}1", if top_open { "below " } else { "" }))) }
+    };
+    unit("--ema-decay", opts.ema_decay, true)?;
+    unit("weight decay", opts.weight_decay, false)?;
+    unit("label dropout", opts.label_dropout, false)?;
+    unit("final learning-rate fraction", opts.final_lr_fraction, false)?;
+    unit("decay start", opts.decay_start, false)?;
     if data.len() < 2 {
         return Err(TrainError::Data(format!("need at least 2 images to train, found {}", data.len())));
     }

@@ -120,6 +120,27 @@ pub enum TrainError {
     Locked(#[from] crate::model::run_lock::LockError),
 }
 
+/// The largest batch a trainer accepts (beyond it the step's buffers do not fit in memory here).
+pub const MAX_BATCH: usize = 4096;
+
+/// One-line range checks of the options both trainers share.
+pub(crate) fn check_common(steps: u64, batch: usize, lr: f64, holdout: f64) -> Result<(), TrainError> {
+    let bad = |m: String| Err(TrainError::Options(m));
+    if steps == 0 {
+        return bad("--steps must be at least 1".into());
+    }
+    if batch == 0 || batch > MAX_BATCH {
+        return bad(format!("--batch {batch}: expected 1 to {MAX_BATCH}"));
+    }
+    if !(lr.is_finite() && lr > 0.0 && lr <= 1.0) {
+        return bad(format!("--lr {lr}: expected a number above 0 and at most 1"));
+    }
+    if !(0.0..1.0).contains(&holdout) {
+        return bad(format!("held-out fraction {holdout}: expected 0 to below 1"));
+    }
+    Ok(())
+}
+
 /// Locks a run folder for a trainer (a stale lock is taken over with a note on stderr).
 pub(crate) fn lock_run_folder(dir: &Path, what: &str) -> Result<crate::model::run_lock::RunLock, TrainError> {
     let (lock, note) = crate::model::run_lock::RunLock::acquire(dir, what)?;
@@ -187,8 +208,9 @@ pub fn train_tokenizer(
     progress: &mut dyn FnMut(&StepInfo),
 ) -> Result<TokenizerReport, TrainError> {
     cfg.validate().map_err(TrainError::Options)?;
-    if opts.batch_size == 0 {
-        return Err(TrainError::Options("--batch must be at least 1".into()));
+    check_common(opts.steps, opts.batch_size, opts.lr, opts.holdout_fraction)?;
+    if !(opts.stage_decode_weight.is_finite() && opts.stage_decode_weight >= 0.0) {
+        return Err(TrainError::Options(format!("stage decode weight {}: expected a number ≥ 0", opts.stage_decode_weight)));
     }
     if data.len() < 2 {
         return Err(TrainError::Data(format!("need at least 2 images to train, found {}", data.len())));
@@ -229,6 +251,12 @@ pub fn train_tokenizer(
         }
         let x = images_to_tensor(&imgs, &ad);
         let latent = model.encode_latent(x.clone());
+        if to_vec_f32(latent.clone().detach()).iter().any(|v| !v.is_finite()) {
+            return Err(TrainError::Options(format!(
+                "the encoder's latent became non-finite at step {} (damaged weights?); lower --lr or start from a sound checkpoint",
+                step + 1
+            )));
+        }
         let hier = Tokenizer::cluster(&latent);
         let mode = if step < opts.soft_warmup_steps { CodeSelection::SoftWarmup } else { CodeSelection::Hard };
         let q = model.quantize(latent.clone(), &hier, phi_w, mode);
@@ -249,16 +277,17 @@ pub fn train_tokenizer(
             loss = loss + part.mul_scalar(opts.stage_decode_weight);
         }
         let vals = to_vec_f32(Tensor::cat(vec![loss.clone().detach(), recon.detach(), vq.detach()], 0));
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(lr_at(opts, step), model, grads);
-        done_images += opts.batch_size;
         last_loss = vals[0] as f64;
+        // Checked before the update, so no non-finite weights ever reach a checkpoint.
         if !last_loss.is_finite() {
             return Err(TrainError::Options(format!(
                 "loss became {last_loss} at step {}; lower --lr",
                 step + 1
             )));
         }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr_at(opts, step), model, grads);
+        done_images += opts.batch_size;
         let ips = done_images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         progress(&StepInfo {
             step: step + 1,
