@@ -15,7 +15,6 @@ use crate::document::{
     run_spec_from,
 };
 use crate::ui::canvas::CpuCanvas;
-use crate::granularity::viz;
 use crate::worker::{Request, Variation, WorkerHandle};
 
 mod events;
@@ -498,7 +497,7 @@ pub fn next_seed(seed: u64, salt: usize) -> u64 {
 
 /// A distinct colour per class for the class-map tint and legend.
 pub fn class_colour(class: usize) -> [u8; 3] {
-    viz::cluster_colour(class as u32 * 7 + 3, 8)
+    crate::ui::palette::class_colour(class)
 }
 
 fn hash_img(img: &RgbImage) -> u64 {

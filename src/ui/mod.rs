@@ -2,4 +2,5 @@
 
 pub mod actions;
 pub mod canvas;
+pub mod palette;
 pub mod tools;
