@@ -298,3 +298,33 @@ fn training_options_out_of_range_are_refused() {
         assert_clean_error(&err, flag);
     }
 }
+
+/// A sequence that does not state its codebook size is still checked against the model's: a code
+/// past the codebook is named (stage, cluster, value) before anything is generated or written.
+#[test]
+fn sequences_with_codes_past_the_codebook_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("model");
+    common::tiny_model_dir(&m, 3);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/project/v1-full.ron");
+    let mut seq = nvg_studio::document::Project::load(&fixture).unwrap().state.sequence.unwrap();
+    seq.codebook_size = None;
+    seq.stages[2].codes[1] = u32::MAX;
+    let path = dir.path().join("seq.ron");
+    seq.save_atomic(&path).unwrap();
+    let out = dir.path().join("out.png");
+    let (ok, _, err) = run(bin().args(["swap", "--to-class", "1", "--keep-structure", "2", "--sequence"]).arg(&path).arg("--model").arg(&m).arg("--out").arg(&out));
+    assert!(!ok);
+    assert_clean_error(&err, "stages[2].codes[1]");
+    assert!(err.contains(&u32::MAX.to_string()) && err.contains("codebook"), "{err}");
+    let (ok, _, err) = run(bin()
+        .args(["generate", "--class", "0", "--keep-structure", "2", "--structure-from"])
+        .arg(&path)
+        .arg("--model")
+        .arg(&m)
+        .arg("--out")
+        .arg(&out));
+    assert!(!ok);
+    assert_clean_error(&err, "stages[2].codes[1]");
+    assert!(!out.exists(), "nothing written");
+}

@@ -84,3 +84,19 @@ fn bless_fixture() {
     let p = Project::new(info, state, vec![entry]);
     p.save(&fixture()).unwrap();
 }
+
+/// A project whose sequence does not state its codebook size and holds a code past the model's
+/// codebook is refused at load, naming the stage and cluster (it used to reach the worker and
+/// leave the editor "running" for ever).
+#[test]
+fn a_project_with_codes_past_the_codebook_is_refused() {
+    let mut p = Project::load(&fixture()).unwrap();
+    let seq = p.state.sequence.as_mut().unwrap();
+    seq.codebook_size = None;
+    seq.stages[3].codes[0] = p.model.codebook_size as u32;
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("bad.ron");
+    std::fs::write(&path, p.to_ron().unwrap()).unwrap();
+    let e = Project::load(&path).unwrap_err().to_string();
+    assert!(e.contains("stages[3].codes[0]") && e.contains("codebook") && !e.contains('\n'), "{e}");
+}

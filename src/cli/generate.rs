@@ -149,6 +149,7 @@ pub fn generate(args: GenerateArgs, choice: BackendChoice) -> Result<()> {
     if let Some(path) = &structure_from {
         let seq = GranularitySequence::load(path)?;
         seq.validate().with_context(|| format!("sequence {}", path.display()))?;
+        seq.check_codes(bundle.gcfg.vocab_size).with_context(|| format!("sequence {}", path.display()))?;
         let s_count = bundle.gcfg.num_stages();
         if seq.grid_size != bundle.gcfg.grid_side || seq.stages.len() != s_count {
             bail!(
@@ -227,6 +228,7 @@ pub fn swap(args: SwapArgs, choice: BackendChoice) -> Result<()> {
             if seq.grid_size != bundle.gcfg.grid_side || seq.stages.len() != s_count {
                 bail!("sequence {}: made for a {}×{} grid; this model has {}×{}", p.display(), seq.grid_size, seq.grid_size, bundle.gcfg.grid_side, bundle.gcfg.grid_side);
             }
+            seq.check_codes(bundle.gcfg.vocab_size).with_context(|| format!("sequence {}", p.display()))?;
             seq
         }
         (None, None) => bail!("give --image IN.png or --sequence IN.ron"),

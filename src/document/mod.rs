@@ -360,7 +360,8 @@ pub fn check_sequence(seq: &GranularitySequence, model: &ModelInfo) -> Result<()
     if let Some(cb) = seq.codebook_size.filter(|&c| c != model.codebook_size) {
         return Err(EditError::Invalid(format!("the sequence uses a codebook of {cb}; the model has {}", model.codebook_size)));
     }
-    seq.validate().map_err(|e| EditError::Invalid(e.to_string()))
+    seq.validate().map_err(|e| EditError::Invalid(e.to_string()))?;
+    seq.check_codes(model.codebook_size).map_err(|e| EditError::Invalid(e.to_string()))
 }
 
 /// Applies one command. On error the state is unchanged.

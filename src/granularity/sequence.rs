@@ -196,6 +196,21 @@ impl GranularitySequence {
         Ok(())
     }
 
+    /// Checks every code against a model's codebook (a sequence need not state its
+    /// `codebook_size`; the model it is used with decides). The error names the stage, the
+    /// cluster and the value.
+    pub fn check_codes(&self, codebook_size: usize) -> Result<(), GranularityError> {
+        for (stage, s) in self.stages.iter().enumerate() {
+            if let Some((cluster, &code)) = s.codes.iter().enumerate().find(|&(_, &c)| c as usize >= codebook_size) {
+                return Err(field(
+                    format!("stages[{stage}].codes[{cluster}]"),
+                    format!("is {code}, but the model's codebook has {codebook_size} codes (0 to {})", codebook_size.saturating_sub(1)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The code of each position at `stage` (`codes[structure[p]]`), row-major — the map
     /// a(c_i, S_i) of §1 as indices.
     pub fn per_position_codes(&self, stage: usize) -> Result<Vec<u32>, GranularityError> {
