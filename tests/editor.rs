@@ -831,3 +831,28 @@ fn ui_sampler_settings_show_the_defaults_without_changing_them() {
     assert_eq!(h.state().editor().unwrap().state().settings, before, "showing the settings changed them");
     assert!(!h.state().is_running(), "and started no run");
 }
+
+/// A request that makes the model code panic (here: a sequence with a code past the codebook,
+/// sent around the document's checks) fails that job with a message; the worker lives on and
+/// serves the next request.
+#[test]
+fn a_panicking_job_fails_with_a_message_and_the_worker_goes_on() {
+    let (_d, m) = model_dir();
+    let (w, info) = spawn(&m);
+    let mut ed = new_editor(&info, 1, 3);
+    run_editor(&w, &mut ed);
+    let mut bad = ed.state().sequence.clone().unwrap();
+    bad.codebook_size = None;
+    bad.stages[2].codes[0] = u32::MAX;
+    let rev = ed.revision();
+    w.send(Request::Render { revision: rev, sequence: Box::new(bad) });
+    let evs = until_done(&w, rev);
+    match evs.last() {
+        Some(Event::Failed { message, .. }) => assert!(message.contains("internal error") && !message.contains('\n'), "{message}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    // The same worker still runs jobs.
+    let mut again = new_editor(&info, 2, 4);
+    run_editor(&w, &mut again);
+    assert!(again.state().sequence.is_some());
+}

@@ -315,20 +315,48 @@ fn worker_main(
     let mut w = Worker { bundle, backend, wanted, send: &send };
 
     while let Ok(req) = rx.recv() {
-        // A request for a revision the UI no longer wants was superseded while queued.
-        let stale = |revision: u64| w.wanted.load(Ordering::SeqCst) != revision;
-        match req {
-            Request::Shutdown => return,
-            Request::Encode { revision, path } => w.encode(revision, &path),
-            Request::SetPrecision(p) => w.set_precision(p),
-            Request::Run { revision, .. } | Request::Render { revision, .. } | Request::Variations { revision, .. }
-                if stale(revision) =>
-            {
-                send(Event::Cancelled { revision })
+        if matches!(req, Request::Shutdown) {
+            return;
+        }
+        // What to report if handling the request panics (a bug): the job fails with a message
+        // and the worker goes on serving, so the editor never waits for ever on a dead thread.
+        let on_panic: Box<dyn Fn(String) -> Event> = match &req {
+            Request::Encode { path, .. } => {
+                let path = path.clone();
+                Box::new(move |m| Event::EncodeFailed { message: format!("{}: internal error while encoding ({m})", path.display()) })
             }
-            Request::Run { revision, spec } => w.run(revision, &spec),
-            Request::Render { revision, sequence } => w.render(revision, &sequence),
-            Request::Variations { revision, spec, seeds } => w.variations(revision, &spec, &seeds),
+            Request::Run { revision, .. } | Request::Render { revision, .. } | Request::Variations { revision, .. } => {
+                let revision = *revision;
+                Box::new(move |m| Event::Failed { revision, message: format!("internal error in the model worker ({m}); the worker goes on — please report it") })
+            }
+            Request::SetPrecision(_) | Request::Shutdown => {
+                Box::new(|m| Event::LoadFailed { message: format!("internal error while switching precision ({m})") })
+            }
+        };
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // A request for a revision the UI no longer wants was superseded while queued.
+            let stale = |revision: u64| w.wanted.load(Ordering::SeqCst) != revision;
+            match req {
+                Request::Shutdown => {}
+                Request::Encode { revision, path } => w.encode(revision, &path),
+                Request::SetPrecision(p) => w.set_precision(p),
+                Request::Run { revision, .. } | Request::Render { revision, .. } | Request::Variations { revision, .. }
+                    if stale(revision) =>
+                {
+                    send(Event::Cancelled { revision })
+                }
+                Request::Run { revision, spec } => w.run(revision, &spec),
+                Request::Render { revision, sequence } => w.render(revision, &sequence),
+                Request::Variations { revision, spec, seeds } => w.variations(revision, &spec, &seeds),
+            }
+        }));
+        if let Err(payload) = handled {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            send(on_panic(crate::granularity::text::one_line(msg)));
         }
     }
 }
