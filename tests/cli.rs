@@ -328,3 +328,30 @@ fn sequences_with_codes_past_the_codebook_are_refused() {
     assert_clean_error(&err, "stages[2].codes[1]");
     assert!(!out.exists(), "nothing written");
 }
+
+/// Huge numbers in options and files are refused in one line instead of hanging or overflowing.
+#[test]
+fn huge_values_are_refused_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("model");
+    common::tiny_model_dir(&m, 3);
+    let out = dir.path().join("x.png");
+    let (ok, _, err) = run(bin().args(["generate", "--class", "0", "--flow-steps", "1000000000", "--model"]).arg(&m).arg("--out").arg(&out));
+    assert!(!ok);
+    assert_clean_error(&err, "flow_steps 1000000000");
+    let (ok, _, err) = run(bin().args(["train-tokenizer", "--synthetic", "100000000", "--preset", "test-tiny", "--out"]).arg(dir.path().join("t")));
+    assert!(!ok);
+    assert_clean_error(&err, "--synthetic 100000000");
+    // A checkpoint whose base_channels would overflow: a one-line error, no panic.
+    let tok = m.join("tokenizer").join("checkpoint.json");
+    let mut meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap();
+    meta["config"]["base_channels"] = serde_json::json!(1u64 << 63);
+    let bad = serde_json::to_string_pretty(&meta).unwrap();
+    std::fs::write(&tok, bad).unwrap();
+    let (ok, _, err) = run(bin().arg("encode").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples/disc.png")).arg("--model").arg(m.join("tokenizer")));
+    assert!(!ok);
+    assert_clean_error(&err, "base_channels");
+    // A history thumbnail with an absurd side is ignored, not a panic.
+    let e = nvg_studio::document::HistoryEntry { thumbnail_side: u32::MAX, ..nvg_studio::document::HistoryEntry::new(1, "x".into(), nvg_studio::document::State::new(0, 0), 1, &[1, 2, 3]) };
+    assert!(e.thumbnail().is_none());
+}

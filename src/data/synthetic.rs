@@ -149,10 +149,16 @@ pub struct SyntheticShapes {
     class_names: Vec<String>,
 }
 
+/// The most images a synthetic set holds (its index is shuffled per epoch).
+pub const MAX_SYNTHETIC: usize = 1_000_000;
+
 impl SyntheticShapes {
     /// `len` images of `size × size`; classes are balanced (item `i` has class `i mod 4`).
     pub fn new(len: usize, size: u32, seed: u64) -> Result<Self, DataError> {
         check_size(size)?;
+        if len > MAX_SYNTHETIC {
+            return Err(DataError::InvalidSetting(format!("--synthetic {len}: at most {MAX_SYNTHETIC} images")));
+        }
         Ok(Self {
             len,
             size,

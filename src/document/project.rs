@@ -45,7 +45,8 @@ impl HistoryEntry {
     /// The thumbnail's RGB bytes (None if the hex is damaged).
     pub fn thumbnail(&self) -> Option<Vec<u8>> {
         let h = self.thumbnail_hex.as_bytes();
-        if h.len() != (self.thumbnail_side * self.thumbnail_side * 3 * 2) as usize {
+        let side = self.thumbnail_side as usize;
+        if side.checked_mul(side).and_then(|n| n.checked_mul(6)) != Some(h.len()) {
             return None;
         }
         h.chunks(2)

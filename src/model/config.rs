@@ -140,8 +140,16 @@ impl TokenizerConfig {
                 return Err(format!("{name} must be positive"));
             }
         }
+        if self.base_channels > 4096 || self.latent_channels > 4096 || self.codebook_size > 1 << 20 {
+            return Err(format!(
+                "base_channels {}, latent_channels {} (each at most 4096) or codebook_size {} (at most 2^20) is out of range",
+                self.base_channels, self.latent_channels, self.codebook_size
+            ));
+        }
         for m in &self.channel_mult {
-            let ch = m * self.base_channels;
+            let ch = m.checked_mul(self.base_channels).filter(|&c| c <= 1 << 16).ok_or_else(|| {
+                format!("channel multiplier {m} × base_channels {} is out of range", self.base_channels)
+            })?;
             if ch == 0 || ch % self.norm_groups != 0 {
                 return Err(format!(
                     "channel count {ch} (base_channels × {m}) is not divisible by norm_groups {}",

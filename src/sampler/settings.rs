@@ -2,6 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The most structure flow steps a run accepts (the paper uses 25; beyond this the run takes
+/// hours and gains nothing measurable).
+pub const MAX_FLOW_STEPS: usize = 1000;
+
 /// A value that changes linearly over the stages: `start` at stage 0, `end` at the last stage.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Linear {
@@ -95,16 +99,16 @@ impl SamplerSettings {
 
     /// Checks the settings; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        if self.flow_steps == 0 {
-            return Err("flow_steps must be at least 1".into());
+        if self.flow_steps == 0 || self.flow_steps > MAX_FLOW_STEPS {
+            return Err(format!("flow_steps {} must be 1 to {MAX_FLOW_STEPS}", self.flow_steps));
         }
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return Err(format!("temperature {} must be positive", self.temperature));
         }
         for (name, sched) in [("content_cfg", self.content_cfg), ("structure_cfg", self.structure_cfg)] {
             if let Some(g) = sched {
-                if !(g.start.is_finite() && g.end.is_finite()) {
-                    return Err(format!("{name} {}:{} must be finite", g.start, g.end));
+                if !(g.start.is_finite() && g.end.is_finite() && g.start.abs() <= 1000.0 && g.end.abs() <= 1000.0) {
+                    return Err(format!("{name} {}:{} must be finite, at most 1000 in size", g.start, g.end));
                 }
             }
         }
