@@ -856,3 +856,24 @@ fn a_panicking_job_fails_with_a_message_and_the_worker_goes_on() {
     run_editor(&w, &mut again);
     assert!(again.state().sequence.is_some());
 }
+
+/// Opening an image while a project file is open makes a new untitled document: the project file
+/// keeps exactly what was saved in it, and a later save asks for a new name.
+#[test]
+fn ui_opening_an_image_does_not_overwrite_the_open_project() {
+    let (d, m) = model_dir();
+    let mut h = harness(&m);
+    ready(&mut h);
+    let path = d.path().join("p.ron");
+    h.state_mut().save_project(&path).unwrap();
+    let saved = std::fs::read(&path).unwrap();
+    assert_eq!(h.state().project_path(), Some(path.as_path()));
+    let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples/flamingo.png");
+    h.state_mut().open_image(&img);
+    step_until(&mut h, "encoded", |a| a.status().contains("untitled"));
+    assert_eq!(h.state().project_path(), None, "the image is a new untitled document");
+    assert!(h.state().status().contains("p.ron is unchanged"), "{}", h.state().status());
+    assert!(h.state().editor().unwrap().state().blueprint.is_some(), "the image is the blueprint");
+    step_until(&mut h, "idle", |a| a.is_idle());
+    assert_eq!(std::fs::read(&path).unwrap(), saved, "the project file is untouched");
+}

@@ -162,6 +162,19 @@ impl NvgApp {
                 }
             }
             Event::Encoded { path, sequence, images, note, .. } => {
+                // The image becomes a new untitled document: the project file open until now keeps
+                // what was saved in it (unsaved edits go to its autosave first, as on a model switch).
+                let detached = match self.project_path.clone() {
+                    Some(project) => {
+                        if self.keep_unsaved("not opening the image", false).is_err() {
+                            return;
+                        }
+                        self.project_path = None;
+                        self.history.clear();
+                        Some(project)
+                    }
+                    None => None,
+                };
                 let Some(ed) = self.editor.as_mut() else { return };
                 match ed.apply(&Command::SetSequence { sequence }) {
                     Ok(_) => {
@@ -169,12 +182,16 @@ impl NvgApp {
                         self.images_revision = ed.revision();
                         self.blueprint_images = images;
                         self.status = note.unwrap_or_else(|| format!("encoded {} into {} stages", path.display(), ed.model.num_stages));
+
                         self.error = None;
                         let source = path.display().to_string();
                         let keep = self.view.keep_upto;
                         // An opened image is a ready blueprint: picking a class repaints it.
                         self.command(Command::UseAsBlueprint { source, keep_structure_upto: keep });
                         self.blueprint_images = self.stage_images.iter().flatten().cloned().collect();
+                        if let Some(p) = &detached {
+                            self.status = format!("{} opened as a new untitled document ({} is unchanged)", path.display(), p.display());
+                        }
                     }
                     Err(e) => self.error = Some(format!("{}: {e}", path.display())),
                 }
