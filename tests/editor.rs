@@ -535,10 +535,18 @@ fn ui_run_menu_switches_the_products_to_bf16_and_back() {
     let mut h = harness(&m);
     ready(&mut h);
     let toggle = |h: &mut Harness<'static, NvgApp>| {
-        // The first "Run" is the menu (the toolbar has a Run button too).
-        h.get_all_by_label("Run").next().expect("Run menu").click();
-        h.run();
-        // "(faster)" with AMX; other labels on CPUs without it.
+        // The first "Run" is the menu (the toolbar has a Run button too). Under load the first
+        // click has been seen (2 of ~20 runs of the whole suite) to leave the menu closed, so the
+        // menu is opened again, at most three times, before the item is looked for.
+        for attempt in 0..3 {
+            h.get_all_by_label("Run").next().expect("Run menu").click();
+            h.run();
+            // "(faster)" with AMX; other labels on CPUs without it.
+            if h.query_by_label_contains("bf16 products (").is_some() || attempt == 2 {
+                break;
+            }
+            h.step();
+        }
         h.get_by_label_contains("bf16 products (").click();
         h.run();
     };
@@ -871,9 +879,37 @@ fn ui_opening_an_image_does_not_overwrite_the_open_project() {
     let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples/flamingo.png");
     h.state_mut().open_image(&img);
     step_until(&mut h, "encoded", |a| a.status().contains("untitled"));
+    assert!(h.state().status().contains("flamingo.png"), "{}", h.state().status());
     assert_eq!(h.state().project_path(), None, "the image is a new untitled document");
     assert!(h.state().status().contains("p.ron is unchanged"), "{}", h.state().status());
     assert!(h.state().editor().unwrap().state().blueprint.is_some(), "the image is the blueprint");
     step_until(&mut h, "idle", |a| a.is_idle());
     assert_eq!(std::fs::read(&path).unwrap(), saved, "the project file is untouched");
+}
+
+/// An exported PNG opens back as its recipe: the exact state it was made from (seed, settings,
+/// sequence), as a new untitled document; a PNG without a recipe is encoded as an image.
+#[test]
+fn ui_an_exported_png_opens_back_as_its_recipe() {
+    let (d, m) = model_dir();
+    let mut h = harness(&m);
+    ready(&mut h);
+    h.state_mut().command(Command::SetSeed { seed: 4242 });
+    step_until(&mut h, "run", |a| a.is_idle());
+    let made = h.state().editor().unwrap().state().clone();
+    let png = d.path().join("final.png");
+    h.state().export_png(Export::Final, &png).unwrap();
+    h.state_mut().command(Command::SetSeed { seed: 7 });
+    step_until(&mut h, "another run", |a| a.is_idle());
+    assert_ne!(h.state().editor().unwrap().state(), &made);
+    h.state_mut().open_image(&png);
+    step_until(&mut h, "restored", |a| a.is_idle() && a.status().contains("restored the recipe"));
+    assert_eq!(h.state().editor().unwrap().state(), &made, "the recipe's exact state");
+    // A damaged recipe is named and the file is opened as an image instead.
+    let bad = d.path().join("bad.png");
+    let img = image::RgbImage::from_pixel(16, 16, image::Rgb([200, 40, 40]));
+    std::fs::write(&bad, nvg_studio::app::png_with_text(&img, "nvg-recipe", "(format: \"nvg-recipe\", model: 3").unwrap()).unwrap();
+    h.state_mut().open_image(&bad);
+    step_until(&mut h, "encoded instead", |a| a.is_idle() && a.status().contains("encoded"));
+    assert!(h.state().status().contains("bad.png: its nvg-recipe is damaged"), "{}", h.state().status());
 }

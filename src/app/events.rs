@@ -181,7 +181,7 @@ impl NvgApp {
                         self.stage_images = images.iter().cloned().map(Some).collect();
                         self.images_revision = ed.revision();
                         self.blueprint_images = images;
-                        self.status = note.unwrap_or_else(|| format!("encoded {} into {} stages", path.display(), ed.model.num_stages));
+                        let encoded = note.unwrap_or_else(|| format!("encoded {} into {} stages", path.display(), ed.model.num_stages));
 
                         self.error = None;
                         let source = path.display().to_string();
@@ -189,8 +189,13 @@ impl NvgApp {
                         // An opened image is a ready blueprint: picking a class repaints it.
                         self.command(Command::UseAsBlueprint { source, keep_structure_upto: keep });
                         self.blueprint_images = self.stage_images.iter().flatten().cloned().collect();
-                        if let Some(p) = &detached {
-                            self.status = format!("{} opened as a new untitled document ({} is unchanged)", path.display(), p.display());
+                        // Said after the blueprint command, whose label would otherwise replace it.
+                        self.status = match &detached {
+                            Some(p) => format!("{encoded}; opened as a new untitled document ({} is unchanged)", p.display()),
+                            None => encoded,
+                        };
+                        if let Some(n) = self.open_note.take() {
+                            self.status = format!("{n} — {}", self.status);
                         }
                     }
                     Err(e) => self.error = Some(format!("{}: {e}", path.display())),

@@ -223,9 +223,41 @@ impl NvgApp {
 
     /// Asks the worker to encode an image into layers.
     pub fn open_image(&mut self, path: &Path) {
+        // A PNG exported by the editor carries its recipe: restore that exactly (same model), as
+        // a new untitled document; anything else is encoded as an image.
+        if let Some(recipe) = std::fs::read(path).ok().and_then(|b| Recipe::from_png(&b)) {
+            match recipe {
+                Ok(r) => match self.restore_recipe(path, r) {
+                    Ok(()) => return,
+                    Err(why) => self.open_note = Some(format!("{}: {why}; opened as an image instead", path.display())),
+                },
+                Err(why) => self.open_note = Some(format!("{}: {why}; opened as an image instead", path.display())),
+            }
+        }
         let revision = self.editor.as_ref().map_or(0, |e| e.revision());
         self.worker.send(Request::Encode { revision, path: path.to_path_buf() });
         self.status = format!("encoding {}…", path.display());
+    }
+
+    /// Restores an exported PNG's recipe as a new untitled document (its exact state: seeds,
+    /// class map, locks, blueprint, settings and sequence).
+    fn restore_recipe(&mut self, path: &Path, r: Recipe) -> Result<(), String> {
+        let ed = self.editor.as_ref().ok_or("no model loaded")?;
+        if r.model_hash != ed.model.hash {
+            return Err(format!(
+                "its recipe was made with model '{}' ({}), the loaded model is '{}' ({})",
+                r.model, r.model_hash, ed.model.name, ed.model.hash
+            ));
+        }
+        document::check_state(&r.state, &ed.model).map_err(|e| format!("its recipe does not fit the model ({e})"))?;
+        if self.project_path.is_some() {
+            self.keep_unsaved("not opening the recipe", false)?;
+            self.project_path = None;
+            self.history.clear();
+        }
+        self.command(Command::Restore { state: Box::new(r.state) });
+        self.status = format!("restored the recipe of {} ({}, class {}) as a new untitled document", path.display(), r.image, r.class);
+        Ok(())
     }
 
     /// Writes a PNG (final image, a stage, or the strip) with the recipe in a text chunk.

@@ -144,6 +144,9 @@ pub struct NvgApp {
     pub(crate) frame_log: Option<(std::io::LineWriter<std::fs::File>, std::time::Instant)>,
     last_run_ms: Option<u128>,
     pending_open_image: Option<PathBuf>,
+    /// Why an opened file is being encoded as an image (its recipe could not be used), shown
+    /// with the encoding's result.
+    open_note: Option<String>,
     /// The window's close was held because unsaved edits would be lost: the reason, shown in
     /// the "unsaved changes" dialog.
     close_held: Option<String>,
@@ -230,6 +233,7 @@ impl NvgApp {
                 .map(|f| (std::io::LineWriter::new(f), std::time::Instant::now())),
             last_run_ms: None,
             pending_open_image,
+            open_note: None,
             close_held: None,
             close_confirmed: false,
             ctx: ctx.clone(),

@@ -21,7 +21,7 @@ pub use crate::sampler::settings::{Linear, SamplerSettings};
 
 pub use editor::{Editor, UndoOutcome};
 pub use project::{
-    AUTOSAVE_SUFFIX, HistoryEntry, PROJECT_FORMAT, PROJECT_VERSION, Project, ProjectError, Recipe, autosave_path, kept_copy_path,
+    AUTOSAVE_SUFFIX, HistoryEntry, PROJECT_FORMAT, PROJECT_VERSION, Project, ProjectError, Recipe, autosave_path, check_state, kept_copy_path,
     write_atomic,
 };
 
@@ -616,9 +616,7 @@ pub fn apply(state: &mut State, model: &ModelInfo, cmd: &Command) -> Result<Effe
             changed(None)
         }
         Command::Restore { state: s } => {
-            if let Some(seq) = &s.sequence {
-                check_sequence(seq, model)?;
-            }
+            project::check_state(s, model).map_err(EditError::Invalid)?;
             if **s == *state {
                 return Ok(Effect::default());
             }

@@ -189,26 +189,9 @@ impl Project {
         if m.grid_size == 0 || !m.grid_size.is_power_of_two() || m.class_names.is_empty() {
             return Err("damaged model description".into());
         }
-        let l = m.num_positions();
-        let s = &self.state;
-        if let Some(seq) = &s.sequence {
-            check_sequence(seq, m).map_err(|e| format!("sequence: {e}"))?;
-        }
-        if s.class >= m.class_names.len() {
-            return Err(format!("class {} is out of range", s.class));
-        }
-        if let Some(cm) = &s.class_map {
-            if cm.len() != l || cm.iter().any(|&c| c >= m.class_names.len()) {
-                return Err("class map does not fit the grid or the class list".into());
-            }
-        }
-        if let Some(lock) = &s.lock {
-            if lock.mask.len() != l || lock.from_stage >= m.num_stages {
-                return Err("lock does not fit the grid".into());
-            }
-        }
-        if let Some(bp) = &s.blueprint {
-            check_sequence(&bp.sequence, m).map_err(|e| format!("blueprint: {e}"))?;
+        check_state(&self.state, m)?;
+        for h in &self.history {
+            check_state(&h.state, m).map_err(|e| format!("history entry {}: {e}", h.id))?;
         }
         Ok(())
     }
@@ -242,6 +225,47 @@ impl Project {
     }
 }
 
+
+
+impl Recipe {
+    /// The recipe an exported PNG carries in its `nvg-recipe` text chunk: `None` when the file is
+    /// not a PNG or has no recipe, an error when the recipe is there but damaged.
+    pub fn from_png(bytes: &[u8]) -> Option<Result<Recipe, String>> {
+        let reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().ok()?;
+        let chunk = reader.info().uncompressed_latin1_text.iter().find(|t| t.keyword == "nvg-recipe")?;
+        Some(
+            ron::Options::default()
+                .from_str::<Recipe>(&chunk.text)
+                .map_err(|e| format!("its nvg-recipe is damaged ({})", one_line(e.to_string())))
+                .and_then(|r| if r.format == "nvg-recipe" { Ok(r) } else { Err(format!("unknown recipe format {:?}", r.format)) }),
+        )
+    }
+}
+
+/// Checks that a state fits a model: its sequence and blueprint, class, class map and lock.
+pub fn check_state(s: &State, m: &ModelInfo) -> Result<(), String> {
+    let l = m.num_positions();
+    if let Some(seq) = &s.sequence {
+        check_sequence(seq, m).map_err(|e| format!("sequence: {e}"))?;
+    }
+    if s.class >= m.class_names.len() {
+        return Err(format!("class {} is out of range", s.class));
+    }
+    if let Some(cm) = &s.class_map {
+        if cm.len() != l || cm.iter().any(|&c| c >= m.class_names.len()) {
+            return Err("class map does not fit the grid or the class list".into());
+        }
+    }
+    if let Some(lock) = &s.lock {
+        if lock.mask.len() != l || lock.from_stage >= m.num_stages {
+            return Err("lock does not fit the grid".into());
+        }
+    }
+    if let Some(bp) = &s.blueprint {
+        check_sequence(&bp.sequence, m).map_err(|e| format!("blueprint: {e}"))?;
+    }
+    Ok(())
+}
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
