@@ -913,3 +913,21 @@ fn ui_an_exported_png_opens_back_as_its_recipe() {
     step_until(&mut h, "encoded instead", |a| a.is_idle() && a.status().contains("encoded"));
     assert!(h.state().status().contains("bad.png: its nvg-recipe is damaged"), "{}", h.state().status());
 }
+
+/// Why a stroke was clipped stays in the status bar after the rerun it started (it used to be
+/// replaced by "done" within a second).
+#[test]
+fn ui_a_clipped_stroke_keeps_its_note_after_the_rerun() {
+    let (_d, m) = model_dir();
+    let mut h = harness(&m);
+    ready(&mut h);
+    let seq = h.state().editor().unwrap().state().sequence.clone().unwrap();
+    let s1 = &seq.stages[1].structure;
+    // A position of parent 0 that is child A at stage 2 (so the stroke changes it).
+    let inside = (0..s1.len()).find(|&p| s1[p] == 0 && seq.stages[2].structure[p] == 0).unwrap();
+    let outside = s1.iter().position(|&l| l == 1).unwrap();
+    h.state_mut().command(Command::PaintStructure { stage: 2, parent: Some(0), positions: vec![inside, outside], child: 1 });
+    assert!(h.state().status().contains("clipped"), "{}", h.state().status());
+    step_until(&mut h, "rerun", |a| a.is_idle() && a.status().contains("done"));
+    assert!(h.state().status().contains("clipped"), "{}", h.state().status());
+}

@@ -130,6 +130,9 @@ impl NvgApp {
                 self.images_revision = revision;
                 self.add_history(&sequence);
                 self.status = format!("done in {:.2} s", millis as f64 / 1000.0);
+                if let Some(n) = &self.edit_note {
+                    self.status = format!("{} — {n}", self.status);
+                }
             }
             Event::Cancelled { revision } => {
                 if self.running.as_ref().is_some_and(|r| r.revision == revision) {

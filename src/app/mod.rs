@@ -147,6 +147,9 @@ pub struct NvgApp {
     /// Why an opened file is being encoded as an image (its recipe could not be used), shown
     /// with the encoding's result.
     open_note: Option<String>,
+    /// The note of the last edit (e.g. why a stroke was clipped): shown again when the run it
+    /// started finishes, so it does not vanish with the "done" message.
+    edit_note: Option<String>,
     /// The window's close was held because unsaved edits would be lost: the reason, shown in
     /// the "unsaved changes" dialog.
     close_held: Option<String>,
@@ -234,6 +237,7 @@ impl NvgApp {
             last_run_ms: None,
             pending_open_image,
             open_note: None,
+            edit_note: None,
             close_held: None,
             close_confirmed: false,
             ctx: ctx.clone(),
@@ -330,10 +334,13 @@ impl NvgApp {
         match ed.apply(&cmd) {
             Ok(effect) => {
                 self.error = None;
-                if let Some(note) = effect.note {
-                    self.status = note;
+                if let Some(note) = &effect.note {
+                    self.status = note.clone();
                 } else if effect.changed {
                     self.status = cmd.label();
+                }
+                if effect.changed || effect.note.is_some() {
+                    self.edit_note = effect.note;
                 }
                 if effect.changed {
                     self.autosave_dirty = true;
