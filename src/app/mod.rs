@@ -507,9 +507,7 @@ pub fn next_seed(seed: u64, salt: usize) -> u64 {
 }
 
 /// A distinct colour per class for the class-map tint and legend.
-pub fn class_colour(class: usize) -> [u8; 3] {
-    crate::ui::palette::class_colour(class)
-}
+pub use crate::ui::palette::class_colour;
 
 fn hash_img(img: &RgbImage) -> u64 {
     use std::hash::{Hash, Hasher};

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 use clap::{Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use nvg_studio::eval::overfit::{OverfitOptions, OverfitReport, run_overfit};
 use nvg_studio::model::generator::GeneratorConfig;
@@ -90,11 +89,7 @@ pub fn run(cmd: DiagnoseCmd, backend: &nvg_studio::model::backend::Backend) -> R
             let tcfg = tmeta.config;
             let source = super::training_source(data, synthetic, tcfg.image_size as u32, seed)?;
             let opts = OverfitOptions { images, steps, batch_size: batch, lr, branches: branch.into(), flow_steps, seed };
-            let pb = ProgressBar::new(steps);
-            pb.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
+            let pb = super::step_bar(steps);
             let report = run_overfit(&shape, &tok, &tcfg, source.as_ref(), &out, &opts, &backend.device, &mut |s| {
                 pb.set_position(s.step);
                 let msg = super::train::step_message(s);

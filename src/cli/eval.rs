@@ -127,16 +127,28 @@ fn progress() -> impl FnMut(EvalEvent) {
     }
 }
 
+/// The options both eval commands take from their shared flags.
+fn eval_common(c: CommonEvalArgs, b: &Backend) -> Result<nvg_studio::eval::EvalCommon> {
+    let mut o = nvg_studio::eval::EvalCommon::new(&nvg_studio::bundled(&c.model.model));
+    if let Some(j) = c.judge {
+        o.judge_dir = j;
+    }
+    if let Some(s) = c.sheet {
+        o.labels = s;
+    }
+    o.out_dir = c.out_dir;
+    o.seed = c.model.seed;
+    o.batch = c.batch;
+    o.settings = c.sampler.settings()?;
+    o.command = command_line();
+    o.backend = b.to_string();
+    Ok(o)
+}
+
 /// `nvg-studio eval`.
 pub fn eval(a: EvalArgs, b: &Backend) -> Result<()> {
     let mut o = EvalOptions::new(&nvg_studio::bundled(&a.common.model.model));
-    if let Some(j) = a.common.judge {
-        o.common.judge_dir = j;
-    }
-    if let Some(s) = a.common.sheet {
-        o.common.labels = s;
-    }
-    o.common.out_dir = a.common.out_dir;
+    o.common = eval_common(a.common, b)?;
     o.samples_per_class = a.samples_per_class.unwrap_or(if a.quick { 4 } else { 50 });
     o.retrain_judge = a.retrain_judge;
     o.common.judge_train = JudgeTrainOptions { steps: a.judge_steps.unwrap_or(if a.quick { 60 } else { 600 }), ..Default::default() };
@@ -146,11 +158,6 @@ pub fn eval(a: EvalArgs, b: &Backend) -> Result<()> {
         o.grid_per_class = o.grid_per_class.min(o.samples_per_class);
         o.strips = 2;
     }
-    o.common.seed = a.common.model.seed;
-    o.common.batch = a.common.batch;
-    o.common.settings = a.common.sampler.settings()?;
-    o.common.command = command_line();
-    o.common.backend = b.to_string();
     let out = run_eval(&o, &b.device, &mut progress()).map_err(|e| anyhow!("{e}"))?;
     let r = &out.json;
     let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
@@ -170,23 +177,13 @@ pub fn eval(a: EvalArgs, b: &Backend) -> Result<()> {
 
 /// `nvg-studio eval-swap`.
 pub fn eval_swap(a: EvalSwapArgs, b: &Backend) -> Result<()> {
+    let judge_steps = a.judge_steps;
     let mut o = SwapEvalOptions::new(&nvg_studio::bundled(&a.common.model.model));
-    if let Some(j) = a.common.judge {
-        o.common.judge_dir = j;
-    }
-    if let Some(s) = a.common.sheet {
-        o.common.labels = s;
-    }
-    o.common.out_dir = a.common.out_dir;
+    o.common = eval_common(a.common, b)?;
     o.references_per_class = a.references_per_class;
     o.classes = a.classes;
     o.keep_structure = a.keep_structure;
-    o.common.judge_train = JudgeTrainOptions { steps: a.judge_steps, ..Default::default() };
-    o.common.seed = a.common.model.seed;
-    o.common.batch = a.common.batch;
-    o.common.settings = a.common.sampler.settings()?;
-    o.common.command = command_line();
-    o.common.backend = b.to_string();
+    o.common.judge_train = JudgeTrainOptions { steps: judge_steps, ..Default::default() };
     let out = run_swap_eval(&o, &b.device, &mut progress()).map_err(|e| anyhow!("{e}"))?;
     let r = &out.json;
     let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);

@@ -131,6 +131,16 @@ pub fn open_sheet(labels: Option<&Path>) -> Result<data::EmojiSheet> {
     })
 }
 
+/// The progress bar of a training run: bar, steps, elapsed time and ETA, the step's message.
+pub fn step_bar(steps: u64) -> ProgressBar {
+    let pb = ProgressBar::new(steps);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb
+}
+
 /// Where no terminal shows the progress bar (logs, CI), print a plain line every 2% of the run.
 pub fn log_if_hidden(pb: &ProgressBar, step: u64, total: u64, msg: &str) {
     if pb.is_hidden() && (step % (total / 50).max(1) == 0 || step == total) {

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use nvg_studio::model::backend::BackendChoice;
 use nvg_studio::model::tokenizer_io::load_tokenizer;
@@ -132,11 +131,7 @@ pub fn train_tokenizer(args: TrainTokenizerArgs, choice: BackendChoice) -> Resul
         seed,
         ..Default::default()
     };
-    let pb = ProgressBar::new(steps);
-    pb.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let pb = super::step_bar(steps);
     let report = nvg_studio::train::train_tokenizer(&cfg, source.as_ref(), &out, &opts, resume, &b.device, &mut |s| {
         pb.set_position(s.step);
         let msg = format!("loss {:.4} (recon {:.4}, vq {:.4}) {:.1} img/s", s.loss, s.recon, s.vq, s.images_per_sec);
@@ -199,11 +194,7 @@ pub fn train_generator(args: TrainGeneratorArgs, choice: BackendChoice) -> Resul
         eval_images,
         ..Default::default()
     };
-    let pb = ProgressBar::new(steps);
-    pb.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let pb = super::step_bar(steps);
     let out = model.join("generator");
     let cfg = nvg_studio::train::generator::train_generator(&shape, &tok, &tcfg, source.as_ref(), &out, &opts, resume, &b.device, &mut |s| {
         pb.set_position(s.step);

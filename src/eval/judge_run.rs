@@ -43,7 +43,7 @@ pub fn rendition_split(sheet: &EmojiSheet, indices: &[usize], seed: u64) -> (Vec
             rest.extend(group);
             continue;
         }
-        let h = crate::granularity::rng::splitmix64(seed ^ fnv(emoji)) as usize % group.len();
+        let h = crate::granularity::rng::splitmix64(seed ^ crate::data::order::fnv1a64(emoji.as_bytes())) as usize % group.len();
         for (k, i) in group.into_iter().enumerate() {
             if k == h { held.push(i) } else { rest.push(i) }
         }
@@ -51,10 +51,6 @@ pub fn rendition_split(sheet: &EmojiSheet, indices: &[usize], seed: u64) -> (Vec
     rest.sort_unstable();
     held.sort_unstable();
     (rest, held)
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// What a judge training run measured.

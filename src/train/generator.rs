@@ -226,7 +226,8 @@ pub fn content_scale_factors(
         .collect())
 }
 
-fn optimizer(opts: &GeneratorTrainOptions) -> ModuleOptimizer {
+/// The generator's AdamW (β₂ 0.95, global-norm clipping 1.0); `bench --what train` uses it too.
+pub fn optimizer(opts: &GeneratorTrainOptions) -> ModuleOptimizer {
     AdamWConfig::new()
         .with_beta_2(0.95)
         .with_weight_decay(opts.weight_decay as f32)
@@ -289,7 +290,7 @@ pub fn train_generator(
     device: &Device,
     progress: &mut dyn FnMut(&GeneratorStep),
 ) -> Result<GeneratorConfig, TrainError> {
-    super::tokenizer::check_common(opts.steps, opts.batch_size, opts.lr, opts.holdout_fraction)?;
+    super::check_common(opts.steps, opts.batch_size, opts.lr, opts.holdout_fraction)?;
     let unit = |name: &str, v: f64, top_open: bool| -> Result<(), TrainError> {
         let ok = v.is_finite() && v >= 0.0 && if top_open { v < 1.0 } else { v <= 1.0 };
         if ok { Ok(()) } else { Err(TrainError::Options(format!("{name} {v}: expected 0 to {}1", if top_open { "below " } else { "" }))) }
@@ -302,7 +303,7 @@ pub fn train_generator(
     if data.len() < 2 {
         return Err(TrainError::Data(format!("need at least 2 images to train, found {}", data.len())));
     }
-    let _lock = super::tokenizer::lock_run_folder(out, "train-generator")?;
+    let _lock = super::lock_run_folder(out, "train-generator")?;
     let class_names = data.class_names().to_vec();
     let ad = device.clone().autodiff();
     let (train, held) = split_indices(data.len(), opts.holdout_fraction, opts.seed);

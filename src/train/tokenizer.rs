@@ -120,36 +120,6 @@ pub enum TrainError {
     Locked(#[from] crate::model::run_lock::LockError),
 }
 
-/// The largest batch a trainer accepts (beyond it the step's buffers do not fit in memory here).
-pub const MAX_BATCH: usize = 4096;
-
-/// One-line range checks of the options both trainers share.
-pub(crate) fn check_common(steps: u64, batch: usize, lr: f64, holdout: f64) -> Result<(), TrainError> {
-    let bad = |m: String| Err(TrainError::Options(m));
-    if steps == 0 {
-        return bad("--steps must be at least 1".into());
-    }
-    if batch == 0 || batch > MAX_BATCH {
-        return bad(format!("--batch {batch}: expected 1 to {MAX_BATCH}"));
-    }
-    if !(lr.is_finite() && lr > 0.0 && lr <= 1.0) {
-        return bad(format!("--lr {lr}: expected a number above 0 and at most 1"));
-    }
-    if !(0.0..1.0).contains(&holdout) {
-        return bad(format!("held-out fraction {holdout}: expected 0 to below 1"));
-    }
-    Ok(())
-}
-
-/// Locks a run folder for a trainer (a stale lock is taken over with a note on stderr).
-pub(crate) fn lock_run_folder(dir: &Path, what: &str) -> Result<crate::model::run_lock::RunLock, TrainError> {
-    let (lock, note) = crate::model::run_lock::RunLock::acquire(dir, what)?;
-    if let Some(n) = note {
-        eprintln!("note: {n}");
-    }
-    Ok(lock)
-}
-
 /// Deterministic held-out split of `n` items: (train, held_out).
 pub fn split_indices(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut idx: Vec<usize> = (0..n).collect();
@@ -208,14 +178,14 @@ pub fn train_tokenizer(
     progress: &mut dyn FnMut(&StepInfo),
 ) -> Result<TokenizerReport, TrainError> {
     cfg.validate().map_err(TrainError::Options)?;
-    check_common(opts.steps, opts.batch_size, opts.lr, opts.holdout_fraction)?;
+    super::check_common(opts.steps, opts.batch_size, opts.lr, opts.holdout_fraction)?;
     if !(opts.stage_decode_weight.is_finite() && opts.stage_decode_weight >= 0.0) {
         return Err(TrainError::Options(format!("stage decode weight {}: expected a number ≥ 0", opts.stage_decode_weight)));
     }
     if data.len() < 2 {
         return Err(TrainError::Data(format!("need at least 2 images to train, found {}", data.len())));
     }
-    let _lock = lock_run_folder(out, "train-tokenizer")?;
+    let _lock = super::lock_run_folder(out, "train-tokenizer")?;
     let ad = device.clone().autodiff();
     let (train, held) = split_indices(data.len(), opts.holdout_fraction, opts.seed);
     let (mut model, mut optim, start) = if resume {

@@ -22,8 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use burn::module::Module;
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -35,6 +34,7 @@ use nvg_studio::model::generator::{GeneratorConfig, NvgGenerator};
 use nvg_studio::model::generator_io::GENERATOR_KIND;
 use nvg_studio::model::tokenizer_io::load_tokenizer;
 use nvg_studio::sampler::streams::normal;
+use nvg_studio::train::generator::{GeneratorTrainOptions, optimizer};
 use nvg_studio::train::monitor::{FlowSample, TeacherBatch, batch_losses};
 
 use super::median;
@@ -77,8 +77,7 @@ pub fn bench_train(b: &Backend, model_dir: &Path, reps: usize) -> Result<()> {
     ad.seed(0);
     let mut model = NvgGenerator::new(&cfg, &ad);
     let mut ema = model.valid();
-    let mut optim =
-        AdamWConfig::new().with_beta_2(0.95).with_weight_decay(0.05).with_grad_clipping(Some(GradientClippingConfig::Norm(1.0))).init();
+    let mut optim = optimizer(&GeneratorTrainOptions::default());
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let phases = ["batch + teacher targets", "forward + losses", "backward", "AdamW step", "EMA update"];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); phases.len()];
