@@ -1,5 +1,6 @@
 //! Training loops with progress, periodic checkpoints and `--resume`.
 
+pub mod fast;
 pub mod generator;
 pub mod monitor;
 pub mod tokenizer;

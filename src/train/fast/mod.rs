@@ -1,0 +1,192 @@
+//! The host training path of the generator (issue 19): forward and backward of both branches
+//! written out on flat `f32` buffers over the `gemm` crate's kernels, and AdamW, gradient
+//! clipping and the EMA on those buffers — next to the burn-autodiff path, which stays the one
+//! for GPUs and the reference the gradient checks compare against.
+//!
+//! The arithmetic is the burn path's (same formulas and f32 throughout; only the rounding order
+//! differs), and the optimizer is burn's AdamW as configured by
+//! [`super::generator::optimizer`]: every parameter tensor's gradient clipped to norm 1
+//! separately, decoupled weight decay `p ← p·(1 − lr·wd)`, bias-corrected moments, ε = 1e-5.
+//!
+//! Determinism: a batch is split into two fixed halves, each computed on its own thread into its
+//! own gradient buffer, and the halves are added in order, so the result does not depend on
+//! scheduling or the thread count.
+
+pub mod block;
+pub mod branches;
+pub mod layout;
+pub mod ops;
+
+use crate::model::generator::{GeneratorConfig, NvgGenerator, structure_position_table};
+use crate::model::tokenizer::to_vec_f32;
+
+use self::branches::{Flow, Group, HostBatch, Sums};
+use self::layout::{GenLayout, flatten, unflatten};
+use super::monitor::{FlowSample, StageValues, TeacherBatch};
+
+/// AdamW settings (burn's AdamW as the generator trainer configures it).
+#[derive(Clone, Copy, Debug)]
+pub struct AdamW {
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+    pub weight_decay: f32,
+    /// Each tensor's gradient is scaled down to at most this norm.
+    pub clip_norm: f32,
+}
+
+impl AdamW {
+    /// The generator trainer's settings for weight decay `wd`.
+    pub fn generator(wd: f64) -> Self {
+        Self { beta_1: 0.9, beta_2: 0.95, epsilon: 1e-5, weight_decay: wd as f32, clip_norm: 1.0 }
+    }
+}
+
+/// Parameters, optimizer moments and EMA of a generator, on flat host buffers.
+pub struct HostTrainer {
+    cfg: GeneratorConfig,
+    layout: GenLayout,
+    positions: Option<Vec<f32>>,
+    /// The raw (trained) weights.
+    pub params: Vec<f32>,
+    /// AdamW first moments.
+    pub moment_1: Vec<f32>,
+    /// AdamW second moments.
+    pub moment_2: Vec<f32>,
+    /// AdamW steps taken.
+    pub time: u32,
+    /// The EMA weights.
+    pub ema: Vec<f32>,
+    adam: AdamW,
+}
+
+/// The losses of one step and the gradient of the objective.
+pub struct StepResult {
+    /// Per-stage values, as `BranchLosses::values` reports them.
+    pub values: StageValues,
+    /// ∂ objective / ∂ params, flat.
+    pub grads: Vec<f32>,
+}
+
+impl HostTrainer {
+    /// Takes the weights of `model` (raw) and `ema`, fresh moments.
+    pub fn new(model: &NvgGenerator, ema: &NvgGenerator, adam: AdamW) -> Self {
+        let cfg = model.config().clone();
+        let layout = GenLayout::new(&cfg);
+        let params = flatten(model, &layout);
+        let ema = flatten(ema, &layout);
+        let n = params.len();
+        Self {
+            positions: structure_position_table(&cfg),
+            cfg,
+            layout,
+            params,
+            moment_1: vec![0.0; n],
+            moment_2: vec![0.0; n],
+            time: 0,
+            ema,
+            adam,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GeneratorConfig {
+        &self.cfg
+    }
+
+    /// The layout of the flat buffers.
+    pub fn layout(&self) -> &GenLayout {
+        &self.layout
+    }
+
+    /// `template` (any generator of this configuration) with the raw weights.
+    pub fn model(&self, template: NvgGenerator) -> NvgGenerator {
+        unflatten(template, &self.params)
+    }
+
+    /// `template` with the EMA weights.
+    pub fn ema_model(&self, template: NvgGenerator) -> NvgGenerator {
+        unflatten(template, &self.ema)
+    }
+
+    /// The objective (mean over content stages of x̂ MSE + code CE, plus the mean over
+    /// structure samples of the velocity MSE, §4.7) and its gradient.
+    pub fn loss_and_grads(&self, batch: &HostBatch, content: &[usize], flows: &[FlowSample]) -> StepResult {
+        let b = batch.len();
+        assert!(b > 0, "empty batch");
+        let (l, c, bits) = (self.cfg.num_positions(), self.cfg.latent_channels, self.cfg.num_bits());
+        let flows: Vec<Flow> = flows.iter().map(|f| Flow { stage: f.stage, z: &f.z, target: &f.target, t: &f.t }).collect();
+        let wc = if content.is_empty() { 0.0 } else { 1.0 / content.len() as f32 };
+        let ws = if flows.is_empty() { 0.0 } else { 1.0 / flows.len() as f32 };
+        let half = b.div_ceil(2);
+        let run = |first: usize, count: usize| -> (Vec<f32>, Vec<Sums>, Vec<Sums>) {
+            let mut gr = vec![0f32; self.layout.total];
+            if count == 0 {
+                return (gr, vec![Sums::default(); content.len()], vec![Sums::default(); flows.len()]);
+            }
+            let group = Group { cfg: &self.cfg, layout: &self.layout, params: &self.params, batch, first, count };
+            let cs = content.iter().map(|&i| group.content(i, wc, &mut gr)).collect();
+            let ss = flows.iter().map(|f| group.structure(f, ws, &mut gr, self.positions.as_deref())).collect();
+            (gr, cs, ss)
+        };
+        let ((mut grads, c0, s0), (g1, c1, s1)) = rayon::join(|| run(0, half), || run(half, b - half));
+        grads.iter_mut().zip(&g1).for_each(|(a, b)| *a += b);
+        let mut values = StageValues::default();
+        for ((&i, a), bb) in content.iter().zip(&c0).zip(&c1) {
+            let mse = (a.sq + bb.sq) / (b * l * c) as f64;
+            let ce = (a.other + bb.other) / (b << i) as f64;
+            values.content.push((i, mse, ce));
+        }
+        for ((f, a), bb) in flows.iter().zip(&s0).zip(&s1) {
+            values.structure.push((f.stage, (a.sq + bb.sq) / (b * l * bits) as f64, (a.other + bb.other) / (b * l) as f64));
+        }
+        StepResult { values, grads }
+    }
+
+    /// One AdamW step at learning rate `lr` with `grads` (clipped here, tensor by tensor).
+    pub fn apply(&mut self, mut grads: Vec<f32>, lr: f64) {
+        let a = self.adam;
+        self.time += 1;
+        let time = self.time as i32;
+        let c1 = 1.0 - a.beta_1.powi(time);
+        let c2 = 1.0 - a.beta_2.powi(time);
+        let decay = (1.0 - lr * a.weight_decay as f64) as f32;
+        let lr = lr as f32;
+        for t in &self.layout.tensors {
+            let r = t.range();
+            let g = &mut grads[r.clone()];
+            let norm = g.iter().map(|v| v * v).sum::<f32>().sqrt();
+            let coef = (a.clip_norm / (norm + f32::MIN_POSITIVE)).min(1.0);
+            if coef < 1.0 {
+                g.iter_mut().for_each(|v| *v *= coef);
+            }
+            let (p, m, v) = (&mut self.params[r.clone()], &mut self.moment_1[r.clone()], &mut self.moment_2[r]);
+            for i in 0..g.len() {
+                m[i] = m[i] * a.beta_1 + g[i] * (1.0 - a.beta_1);
+                v[i] = v[i] * a.beta_2 + g[i] * g[i] * (1.0 - a.beta_2);
+                let delta = (m[i] / c1) / ((v[i] / c2).sqrt() + a.epsilon);
+                p[i] = p[i] * decay - delta * lr;
+            }
+        }
+    }
+
+    /// `ema ← decay·ema + (1 − decay)·params`.
+    pub fn update_ema(&mut self, decay: f64) {
+        let (d, e) = (decay as f32, (1.0 - decay) as f32);
+        self.ema.iter_mut().zip(&self.params).for_each(|(a, p)| *a = *a * d + p * e);
+    }
+}
+
+/// The host copy of a teacher batch (canvases read back once).
+pub fn host_batch(batch: &TeacherBatch) -> HostBatch {
+    let enc = &batch.enc;
+    HostBatch {
+        classes: batch.classes.clone(),
+        canvases: enc.quantized.canvases.iter().map(|t| to_vec_f32(t.clone())).collect(),
+        labels: enc.hierarchies.iter().map(|h| (0..h.num_stages()).map(|s| h.map(s).to_vec()).collect()).collect(),
+        codes: enc.quantized.codes.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
