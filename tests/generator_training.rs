@@ -9,8 +9,13 @@ use nvg_studio::sampler::{ImageJob, SamplerSettings, sample};
 use nvg_studio::model::generator_io::load_generator;
 use nvg_studio::train::generator::{GeneratorTrainOptions, train_generator};
 
+/// burn's random initialisation draws from one generator per device, shared by the threads of
+/// the test harness: the runs here take turns so that a run's weights depend on its seed alone.
+static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn short_run_lowers_both_losses_and_resumes() {
+    let _turn = DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let dev = Device::flex();
     dev.seed(2);
     let tcfg = TokenizerConfig::test_tiny();
@@ -64,4 +69,65 @@ fn short_run_lowers_both_losses_and_resumes() {
     let settings = SamplerSettings { flow_steps: 3, ..Default::default() };
     let out = sample(&g, &tok, tcfg.phi_weight, &[ImageJob::new(1, 0)], &settings, &mut |_| true, &|| false).unwrap();
     out.sequences[0].validate().unwrap();
+}
+
+/// The host training path (issue 19): a run stopped at a checkpoint and resumed ends with the
+/// same weights, bit for bit, as the uninterrupted run; a run trained on the burn path resumes
+/// on the host path and the other way round (same checkpoint format).
+#[test]
+fn host_path_resumes_bit_identical_and_across_paths() {
+    use nvg_studio::train::fast::layout::{GenLayout, flatten};
+    use nvg_studio::train::generator::TrainPath;
+    let _turn = DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Device::flex();
+    dev.seed(5);
+    let tcfg = TokenizerConfig::test_tiny();
+    let tok = Tokenizer::new(&tcfg, &dev);
+    let data = SyntheticShapes::new(12, tcfg.image_size as u32, 3).unwrap();
+    let opts = GeneratorTrainOptions {
+        steps: 12,
+        batch_size: 4,
+        lr: 3e-3,
+        warmup_steps: 3,
+        checkpoint_every: 6,
+        scale_images: 12,
+        eval_every: 6,
+        eval_images: 4,
+        stages_per_step: Some(2),
+        path: TrainPath::Host,
+        ..Default::default()
+    };
+    let shape = GeneratorConfig::test_tiny();
+    let run = |dir: &std::path::Path, o: &GeneratorTrainOptions, resume: bool| {
+        train_generator(&shape, &tok, &tcfg, &data, dir, o, resume, &dev, &mut |_| {}).unwrap();
+    };
+    let weights = |dir: &std::path::Path| {
+        let (meta, g) = load_generator(dir, &dev).unwrap();
+        (meta.step, flatten(&g, &GenLayout::new(g.config())))
+    };
+    let whole = tempfile::tempdir().unwrap();
+    run(whole.path(), &opts, false);
+    let parts = tempfile::tempdir().unwrap();
+    run(parts.path(), &GeneratorTrainOptions { stop_after: Some(6), ..opts.clone() }, false);
+    run(parts.path(), &opts, true);
+    let train_state = |d: &std::path::Path| d.join(nvg_studio::train::generator::TRAIN_STATE_DIR);
+    for (what, a, b) in [
+        ("EMA", weights(whole.path()), weights(parts.path())),
+        ("raw", weights(&train_state(whole.path())), weights(&train_state(parts.path()))),
+    ] {
+        assert_eq!((a.0, b.0), (12, 12));
+        assert!(a.1.iter().zip(&b.1).all(|(x, y)| x.to_bits() == y.to_bits()), "{what} weights differ after resuming");
+    }
+
+    // burn → host and host → burn.
+    for (first, second) in [(TrainPath::Burn, TrainPath::Host), (TrainPath::Host, TrainPath::Burn)] {
+        let d = tempfile::tempdir().unwrap();
+        run(d.path(), &GeneratorTrainOptions { stop_after: Some(6), path: first, ..opts.clone() }, false);
+        let before = weights(&train_state(d.path()));
+        run(d.path(), &GeneratorTrainOptions { path: second, ..opts.clone() }, true);
+        let after = weights(&train_state(d.path()));
+        assert_eq!((before.0, after.0), (6, 12), "{first:?} → {second:?}");
+        assert!(before.1.iter().zip(&after.1).any(|(x, y)| x != y), "{first:?} → {second:?}: the resumed run trained");
+        assert!(after.1.iter().all(|v| v.is_finite()));
+    }
 }

@@ -79,6 +79,10 @@ pub struct TrainGeneratorArgs {
     /// continue later with --resume. Reproduces a run taken at a periodic checkpoint.
     #[arg(long)]
     pub stop_after: Option<u64>,
+    /// Who computes the steps: auto (the fused host path on the CPU backend, burn autodiff on a
+    /// GPU), burn, or host. Both write the same checkpoints; --resume works across them.
+    #[arg(long, default_value = "auto")]
+    pub path: nvg_studio::train::generator::TrainPath,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -152,7 +156,7 @@ pub fn train_tokenizer(args: TrainTokenizerArgs, choice: BackendChoice) -> Resul
 
 /// `train-generator`.
 pub fn train_generator(args: TrainGeneratorArgs, choice: BackendChoice) -> Result<()> {
-    let TrainGeneratorArgs { model, source: super::GeneratorDataArgs { images: super::DataArgs { data, synthetic }, preset: p }, steps, batch, lr, stages_per_step, ema_decay, warmup, checkpoint_every, stop_after, seed, resume, eval_every, eval_images, structure_positions, structure_context_logits } = args;
+    let TrainGeneratorArgs { model, source: super::GeneratorDataArgs { images: super::DataArgs { data, synthetic }, preset: p }, steps, batch, lr, stages_per_step, ema_decay, warmup, checkpoint_every, stop_after, path, seed, resume, eval_every, eval_images, structure_positions, structure_context_logits } = args;
     let b = pick_backend(choice)?;
     let mut shape = GeneratorConfig::preset(&p).ok_or_else(|| {
         anyhow!("unknown generator preset '{p}': expected one of {}", GeneratorConfig::PRESETS.join(", "))
@@ -192,8 +196,10 @@ pub fn train_generator(args: TrainGeneratorArgs, choice: BackendChoice) -> Resul
         seed,
         eval_every,
         eval_images,
+        path,
         ..Default::default()
     };
+    eprintln!("training steps: {}", if path.host_on(&b.device) { "host path (fused f32 forward/backward, gemm kernels)" } else { "burn autodiff" });
     let pb = super::step_bar(steps);
     let out = model.join("generator");
     let cfg = nvg_studio::train::generator::train_generator(&shape, &tok, &tcfg, source.as_ref(), &out, &opts, resume, &b.device, &mut |s| {

@@ -30,6 +30,7 @@ use crate::model::{Tokenizer, TokenizerConfig};
 use crate::model::images::images_to_tensor;
 use crate::sampler::streams::normal;
 
+use super::fast::{AdamW, HOST_OPTIMIZER_FILE, HostTrainer, host_batch};
 use super::monitor::{Accumulator, FlowSample, HeldOut, TeacherBatch, TrainLog, TrainStats, batch_losses, structure_ratios};
 use super::tokenizer::{TrainError, split_indices};
 
@@ -87,6 +88,46 @@ pub struct GeneratorTrainOptions {
     /// the overfit diagnostics); the held-out batch is then those same images.
     #[serde(default)]
     pub subset: Option<usize>,
+    /// Which implementation computes the steps.
+    #[serde(default)]
+    pub path: TrainPath,
+}
+
+/// The implementation of a training step: burn autodiff or the host path ([`super::fast`]).
+/// Both write the same checkpoints, so a run may resume on either (the optimizer moments
+/// carry over only within one path; the other starts them afresh and says so).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrainPath {
+    /// The host path on burn's CPU (flex) device, burn autodiff on any other (GPU) device.
+    #[default]
+    Auto,
+    /// burn autodiff on the chosen device.
+    Burn,
+    /// The host path (CPU), whatever the device the tokenizer runs on.
+    Host,
+}
+
+impl TrainPath {
+    /// Whether `device` gets the host path.
+    pub fn host_on(self, device: &Device) -> bool {
+        match self {
+            TrainPath::Auto => *device == Device::flex(),
+            TrainPath::Burn => false,
+            TrainPath::Host => true,
+        }
+    }
+}
+
+impl std::str::FromStr for TrainPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "burn" => Ok(Self::Burn),
+            "host" => Ok(Self::Host),
+            other => Err(format!("unknown training path '{other}': expected auto, burn or host")),
+        }
+    }
 }
 
 fn default_eval_every() -> u64 {
@@ -148,6 +189,7 @@ impl Default for GeneratorTrainOptions {
             eval_images: default_eval_images(),
             branches: Branches::Both,
             subset: None,
+            path: TrainPath::Auto,
         }
     }
 }
@@ -170,6 +212,12 @@ pub struct GeneratorStep {
     pub heldout_structure_ratio: Vec<(usize, f64)>,
     /// The latest held-out content cross-entropy / unigram baseline, per content stage.
     pub heldout_content_ratio: Vec<(usize, f64)>,
+}
+
+/// What a step's update needs: burn's loss (to differentiate) or the host path's gradients.
+enum Update {
+    Burn(burn::tensor::Tensor<1>),
+    Host(Vec<f32>),
 }
 
 /// Learning rate at `step`: linear warm-up from 0.005·lr, hold, linear decay (§4.8).
@@ -332,6 +380,25 @@ pub fn train_generator(
         (cfg, model, ema, optimizer(opts), 0)
     };
 
+    let mut host = if opts.path.host_on(device) {
+        let mut h = HostTrainer::new(&model.valid(), &ema, AdamW::generator(opts.weight_decay));
+        let p = state_dir.join(HOST_OPTIMIZER_FILE);
+        if resume && p.exists() {
+            h.load_state(&p).map_err(|reason| CheckpointError::BadWeights { path: p.clone(), reason })?;
+        } else if resume {
+            eprintln!("note: {} has no host optimizer state (the run was trained on the burn path); AdamW moments start afresh", state_dir.display());
+        }
+        Some(h)
+    } else {
+        if resume && !state_dir.join(OPTIMIZER_FILE).exists() && state_dir.join(HOST_OPTIMIZER_FILE).exists() {
+            eprintln!("note: {} holds the host path's optimizer state only; burn's AdamW moments start afresh", state_dir.display());
+        }
+        None
+    };
+    // The host path keeps its own weights; this copy (on the plain device) receives them for
+    // evaluations and checkpoints.
+    let template = model.valid();
+
     let s_count = cfg.num_stages();
     let bits = cfg.num_bits();
     let l = cfg.num_positions();
@@ -366,12 +433,14 @@ pub fn train_generator(
     }
     let mut acc = Accumulator::default();
     let mut last_ratio = (Vec::new(), Vec::new());
-    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ start.wrapping_mul(0x9e37_79b9));
     let t0 = Instant::now();
     let mut seen = 0usize;
     let extra = serde_json::json!({ "class_names": class_names, "train_options": opts });
     let end = opts.stop_after.map_or(opts.steps, |s| s.min(opts.steps));
     for step in start..end {
+        // A stream of its own per step, so that a run resumed from any checkpoint draws exactly
+        // what the uninterrupted run drew from there.
+        let mut rng = ChaCha8Rng::seed_from_u64(crate::granularity::rng::splitmix64(opts.seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
         // ---- batch and its teacher-forcing targets (frozen tokenizer, no autodiff) ----
         let mut imgs = Vec::with_capacity(opts.batch_size);
         let mut classes = Vec::with_capacity(opts.batch_size);
@@ -414,9 +483,17 @@ pub fn train_generator(
             })
             .collect();
 
-        let losses = batch_losses(&model, &batch, &c_stages, &flows);
-        let loss = losses.objective(&ad);
-        let vals = losses.values(bits);
+        let (vals, update) = match &host {
+            Some(h) => {
+                let r = h.loss_and_grads(&host_batch(&batch), &c_stages, &flows);
+                (r.values, Update::Host(r.grads))
+            }
+            None => {
+                let losses = batch_losses(&model, &batch, &c_stages, &flows);
+                let loss = losses.objective(&ad);
+                (losses.values(bits), Update::Burn(loss))
+            }
+        };
         if !vals.all_finite() {
             return Err(TrainError::Options(format!(
                 "loss became non-finite at step {} (content {:.4}, structure {:.4}); lower --lr",
@@ -426,10 +503,27 @@ pub fn train_generator(
             )));
         }
         acc.push(&vals);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(lr_at(opts, step), model, grads);
-        ema = ema_update(ema, &model, if step < opts.warmup_steps { 0.0 } else { opts.ema_decay });
+        let decay = if step < opts.warmup_steps { 0.0 } else { opts.ema_decay };
+        match (update, host.as_mut()) {
+            (Update::Host(grads), Some(h)) => {
+                h.apply(grads, lr_at(opts, step));
+                h.update_ema(decay);
+            }
+            (Update::Burn(loss), _) => {
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(lr_at(opts, step), model, grads);
+                ema = ema_update(ema, &model, decay);
+            }
+            (Update::Host(_), None) => unreachable!("host gradients come from the host trainer"),
+        }
         seen += b;
+        let evaluate_now = opts.eval_every > 0 && (step + 1 == end || (step + 1) % opts.eval_every == 0);
+        let save_now = step + 1 == end || (opts.checkpoint_every > 0 && (step + 1) % opts.checkpoint_every == 0);
+        if let Some(h) = &host {
+            if evaluate_now || save_now {
+                ema = h.ema_model(template.clone());
+            }
+        }
         let done = step + 1;
         if opts.eval_every > 0 && (done % opts.eval_every == 0 || done == end) {
             log.write(done, "train", &acc.take())?;
@@ -454,13 +548,25 @@ pub fn train_generator(
             heldout_content_ratio: last_ratio.1.clone(),
         });
         if done == end || (opts.checkpoint_every > 0 && done % opts.checkpoint_every == 0) {
-            save_module(&state_dir, GENERATOR_KIND, &cfg, &model, done, extra.clone())?;
-            let tmp = state_dir.join(format!(".{OPTIMIZER_FILE}.tmp"));
-            optim
-                .save(&tmp)
-                .map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: format!("{e:?}") })?;
-            std::fs::rename(&tmp, state_dir.join(OPTIMIZER_FILE))
-                .map_err(|e| CheckpointError::Write { path: state_dir.join(OPTIMIZER_FILE), reason: e.to_string() })?;
+            match &host {
+                Some(h) => {
+                    save_module(&state_dir, GENERATOR_KIND, &cfg, &h.model(template.clone()), done, extra.clone())?;
+                    let p = state_dir.join(HOST_OPTIMIZER_FILE);
+                    h.save_state(&p).map_err(|reason| CheckpointError::Write { path: p.clone(), reason })?;
+                    // burn's moments, if any, are older than these weights now.
+                    let _ = std::fs::remove_file(state_dir.join(OPTIMIZER_FILE));
+                }
+                None => {
+                    save_module(&state_dir, GENERATOR_KIND, &cfg, &model, done, extra.clone())?;
+                    let tmp = state_dir.join(format!(".{OPTIMIZER_FILE}.tmp"));
+                    optim
+                        .save(&tmp)
+                        .map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: format!("{e:?}") })?;
+                    std::fs::rename(&tmp, state_dir.join(OPTIMIZER_FILE))
+                        .map_err(|e| CheckpointError::Write { path: state_dir.join(OPTIMIZER_FILE), reason: e.to_string() })?;
+                    let _ = std::fs::remove_file(state_dir.join(HOST_OPTIMIZER_FILE));
+                }
+            }
             save_module(out, GENERATOR_KIND, &cfg, &ema, done, extra.clone())?;
         }
     }

@@ -34,6 +34,7 @@ use nvg_studio::model::generator::{GeneratorConfig, NvgGenerator};
 use nvg_studio::model::generator_io::GENERATOR_KIND;
 use nvg_studio::model::tokenizer_io::load_tokenizer;
 use nvg_studio::sampler::streams::normal;
+use nvg_studio::train::fast::{AdamW, HostTrainer, host_batch};
 use nvg_studio::train::generator::{GeneratorTrainOptions, optimizer};
 use nvg_studio::train::monitor::{FlowSample, TeacherBatch, batch_losses};
 
@@ -116,6 +117,46 @@ pub fn bench_train(b: &Backend, model_dir: &Path, reps: usize) -> Result<()> {
     }
     let med: Vec<f64> = times.into_iter().map(median).collect();
     let step: f64 = med.iter().sum();
+
+    // The host path on the same batches (same seed), from the same weights.
+    let mut trainer = HostTrainer::new(&model.valid(), &ema, AdamW::generator(GeneratorTrainOptions::default().weight_decay));
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let host_phases = ["batch + teacher targets", "targets to host buffers", "forward + losses + backward", "AdamW step", "EMA update"];
+    let mut host_times: Vec<Vec<f64>> = vec![Vec::new(); host_phases.len()];
+    let device = b.device.clone();
+    for rep in 0..reps.max(1) + 2 {
+        let mut t = Instant::now();
+        let mut lap = |times: &mut Vec<Vec<f64>>, k: usize| {
+            if rep >= 2 {
+                times[k].push(t.elapsed().as_secs_f64());
+            }
+            t = Instant::now();
+        };
+        let mut imgs = Vec::with_capacity(batch);
+        let mut classes = Vec::with_capacity(batch);
+        for _ in 0..batch {
+            let (img, c) = data.get(rng.random_range(0..data.len()))?;
+            imgs.push(img);
+            classes.push(c);
+        }
+        let tb = TeacherBatch::encode(&tok, &tcfg, &imgs, classes, &device);
+        let full = tb.full_bits(bits);
+        let eps: Vec<f32> = (0..batch * l * bits).map(|_| normal(&mut rng)).collect();
+        let c_stages: Vec<usize> = (0..kc).map(|i| (i * s_count) / kc).collect();
+        let flows: Vec<FlowSample> =
+            (0..ks).map(|i| FlowSample::new((i * net) / ks, &full, &eps, FlowSample::times(&mut rng, batch), l, bits)).collect();
+        lap(&mut host_times, 0);
+        let hb = host_batch(&tb);
+        lap(&mut host_times, 1);
+        let r = trainer.loss_and_grads(&hb, &c_stages, &flows);
+        lap(&mut host_times, 2);
+        trainer.apply(r.grads, 1e-4);
+        lap(&mut host_times, 3);
+        trainer.update_ema(0.99);
+        lap(&mut host_times, 4);
+    }
+    let host_med: Vec<f64> = host_times.into_iter().map(median).collect();
+    let host_step: f64 = host_med.iter().sum();
     let fwd = branch_flops(batch * kc, 1 + l, cfg.depth, cfg.content_width, cfg.mlp_ratio)
         + branch_flops(batch * ks, 1 + 2 * l, cfg.depth, cfg.structure_width, cfg.mlp_ratio);
     let step_flops = 3.0 * fwd;
@@ -143,6 +184,16 @@ pub fn bench_train(b: &Backend, model_dir: &Path, reps: usize) -> Result<()> {
         gflops,
         100.0 * gflops / peak
     );
-    println!("| fast host path | whole step | not built yet (issue 19) | – |");
+    for (p, t) in host_phases.iter().zip(&host_med) {
+        println!("| host (fused f32) | {p} | {t:.3} | {:.0} % |", 100.0 * t / host_step);
+    }
+    let host_gflops = step_flops / host_step / 1e9;
+    println!(
+        "| host (fused f32) | **whole step** | **{host_step:.3}** | {:.1} img/s, {host_gflops:.1} GFLOP/s, {:.0} % of the f32 peak; **{:.2}×** the burn path |",
+        batch as f64 / host_step,
+        100.0 * host_gflops / peak,
+        step / host_step
+    );
+    println!("| tokenizer step | – | burn path only | no fast path: the generator step is the cost of a run (issue 19) |");
     Ok(())
 }

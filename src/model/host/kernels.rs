@@ -118,6 +118,29 @@ pub fn exp_shifted_row_bf16(row: &mut [f32], dst: &mut [u16]) -> f32 {
     sum
 }
 
+/// GELU-tanh and its derivative, for training: `y[i] = x·s` and `dy[i] = s + x·s·(1 − s)·2u'`
+/// with `s = σ(2u)`, `u = √(2/π)·(x + 0.044715·x³)`, `x = src[i]` (no bias).
+pub fn gelu_tanh_with_grad(src: &[f32], y: &mut [f32], dy: &mut [f32]) {
+    assert!(src.len() == y.len() && src.len() == dy.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: AVX-512 F checked; lengths equal.
+        unsafe { avx512::gelu_tanh_with_grad(src, y, dy) };
+        return;
+    }
+    for i in 0..src.len() {
+        (y[i], dy[i]) = gelu_with_grad_scalar(src[i]);
+    }
+}
+
+#[inline]
+fn gelu_with_grad_scalar(x: f32) -> (f32, f32) {
+    let u2 = GELU_2C * (x + GELU_A * x * x * x);
+    let s = 1.0 / (1.0 + exp_scalar(-u2));
+    let du2 = GELU_2C * (1.0 + 3.0 * GELU_A * x * x);
+    (x * s, s + x * s * (1.0 - s) * du2)
+}
+
 /// `dst[i] = GELU_tanh(src[i] + bias[i])`, computed as `x / (1 + exp(−2u))` (the bias of the
 /// projection that produced `src` is added here rather than in a pass of its own).
 pub fn gelu_tanh(src: &[f32], bias: &[f32], dst: &mut [f32]) {
@@ -537,6 +560,34 @@ mod avx512 {
         let r = _mm512_rcp14_ps(den);
         let r = _mm512_mul_ps(r, _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0)));
         _mm512_mul_ps(x, r)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512 F; the slices have the same length.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gelu_tanh_with_grad(src: &[f32], y: &mut [f32], dy: &mut [f32]) {
+        let n = src.len();
+        let body = n / 16 * 16;
+        let (s, yp, dp) = (src.as_ptr(), y.as_mut_ptr(), dy.as_mut_ptr());
+        let one = _mm512_set1_ps(1.0);
+        for i in (0..body).step_by(16) {
+            // SAFETY: i + 16 ≤ body ≤ n for all slices.
+            unsafe {
+                let x = _mm512_loadu_ps(s.add(i));
+                let xx = _mm512_mul_ps(x, x);
+                let neg_u2 = _mm512_mul_ps(_mm512_set1_ps(-GELU_2C), _mm512_fmadd_ps(_mm512_set1_ps(GELU_A), _mm512_mul_ps(xx, x), x));
+                let sg = _mm512_div_ps(one, _mm512_add_ps(one, exp16(neg_u2)));
+                let du2 = _mm512_mul_ps(_mm512_set1_ps(GELU_2C), _mm512_fmadd_ps(_mm512_set1_ps(3.0 * GELU_A), xx, one));
+                let xs = _mm512_mul_ps(x, sg);
+                _mm512_storeu_ps(yp.add(i), xs);
+                // s + x·s·(1 − s)·du2
+                let g = _mm512_fmadd_ps(_mm512_mul_ps(xs, _mm512_sub_ps(one, sg)), du2, sg);
+                _mm512_storeu_ps(dp.add(i), g);
+            }
+        }
+        for i in body..n {
+            (y[i], dy[i]) = gelu_with_grad_scalar(src[i]);
+        }
     }
 
     /// # Safety

@@ -5,9 +5,10 @@
 
 use super::layout::{BlockAt, LastAt, LinearAt};
 use super::ops::{
-    gelu_and_grad, gemm, layer_norm_row, layer_norm_row_backward, linear, linear_backward, rm, rms_row, rms_row_backward,
-    rope_row, rope_row_backward, silu, silu_grad, softmax_row, tr,
+    gemm, layer_norm_row, layer_norm_row_backward, linear, linear_backward, rm, rms_row, rms_row_backward,
+    rope_row, rope_row_backward, silu, silu_grad, tr,
 };
+use crate::model::host::kernels;
 use crate::model::transformer::{HEAD_DIM, NORM_EPS};
 
 const EPS: f32 = NORM_EPS as f32;
@@ -39,6 +40,8 @@ pub struct BlockCache {
     k: Vec<f32>,
     probs: Vec<f32>,
     cat: Vec<f32>,
+    /// GELU′ of the MLP pre-activations `[g·t, mlp]`.
+    gelu_grad: Vec<f32>,
     o: Vec<f32>,
 }
 
@@ -77,6 +80,7 @@ pub fn block_forward(at: &BlockAt, p: &[f32], x: &mut [f32], g: usize, t: usize,
     let mut rq = vec![0f32; rows * h];
     let mut rk = vec![0f32; rows * h];
     let mut cat = vec![0f32; rows * cw];
+    let mut gelu_grad = vec![0f32; rows * mlp];
     for r in 0..rows {
         let (cs, sn) = (&cos[r * HEAD_DIM..(r + 1) * HEAD_DIM], &sin[r * HEAD_DIM..(r + 1) * HEAD_DIM]);
         let row = &proj[r * pw..(r + 1) * pw];
@@ -89,9 +93,7 @@ pub fn block_forward(at: &BlockAt, p: &[f32], x: &mut [f32], g: usize, t: usize,
             rk[r * h + hh] = rms_row(&row[w + o..w + o + HEAD_DIM], ks, EPS, kd);
             rope_row(kd, cs, sn);
         }
-        for (c, &v) in cat[r * cw + w..(r + 1) * cw].iter_mut().zip(&row[3 * w..]) {
-            *c = gelu_and_grad(v).0;
-        }
+        kernels::gelu_tanh_with_grad(&row[3 * w..], &mut cat[r * cw + w..(r + 1) * cw], &mut gelu_grad[r * mlp..(r + 1) * mlp]);
     }
 
     // Attention per sequence and head: P = softmax(q·kᵀ/8), out = P·v.
@@ -103,7 +105,8 @@ pub fn block_forward(at: &BlockAt, p: &[f32], x: &mut [f32], g: usize, t: usize,
             let pr = &mut probs[(i * h + hh) * t * t..(i * h + hh + 1) * t * t];
             gemm(t, t, HEAD_DIM, pr, t, false, rm(&q[base * w + o..], w), tr(&k[base * w + o..], w), ATTN_SCALE);
             for row in pr.chunks_mut(t) {
-                softmax_row(row);
+                let inv = 1.0 / kernels::exp_shifted_row(row);
+                row.iter_mut().for_each(|v| *v *= inv);
             }
             gemm(t, HEAD_DIM, t, &mut cat[base * cw + o..], cw, false, rm(pr, t), rm(&proj[base * pw + 2 * w + o..], pw), 1.0);
         }
@@ -118,7 +121,7 @@ pub fn block_forward(at: &BlockAt, p: &[f32], x: &mut [f32], g: usize, t: usize,
             *xv += gv * ov;
         }
     }
-    BlockCache { sv, m, xn, rstd, u, proj, rq, rk, q, k, probs, cat, o: out }
+    BlockCache { sv, m, xn, rstd, u, proj, rq, rk, q, k, probs, cat, gelu_grad, o: out }
 }
 
 /// Backward of [`block_forward`]: `dx` holds ∂L/∂output on entry and ∂L/∂input on return;
@@ -165,8 +168,7 @@ pub fn block_backward(
     // GELU.
     for r in 0..rows {
         for j in 0..mlp {
-            let d = dcat[r * cw + w + j];
-            dproj[r * pw + 3 * w + j] = d * gelu_and_grad(c.proj[r * pw + 3 * w + j]).1;
+            dproj[r * pw + 3 * w + j] = dcat[r * cw + w + j] * c.gelu_grad[r * mlp + j];
         }
     }
     // Attention: dV = Pᵀ·dO, dP = dO·vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dq = dS·k/8, dk = dSᵀ·q/8.
