@@ -117,6 +117,9 @@ pub struct PlotTrainingArgs {
     /// Output PNG.
     #[arg(long)]
     pub out: PathBuf,
+    /// A second run folder whose held-out curves are drawn short-dashed on the same axes.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
 }
 
 /// `train-tokenizer`.
@@ -215,12 +218,16 @@ pub fn train_generator(args: TrainGeneratorArgs, choice: BackendChoice) -> Resul
 
 /// `plot-training`.
 pub fn plot_training(args: PlotTrainingArgs, _choice: BackendChoice) -> Result<()> {
-    let PlotTrainingArgs { run, out } = args;
-    let log = [run.join(nvg_studio::train::monitor::LOG_FILE), run.join("generator").join(nvg_studio::train::monitor::LOG_FILE)]
-        .into_iter()
-        .find(|p| p.exists())
-        .ok_or_else(|| anyhow!("{}: no {} there or in its generator/ folder", run.display(), nvg_studio::train::monitor::LOG_FILE))?;
-    nvg_studio::eval::curves::plot_log_file(&log, &out).map_err(|e| anyhow!(e))?;
+    let PlotTrainingArgs { run, out, compare } = args;
+    let find = |run: &PathBuf| {
+        [run.join(nvg_studio::train::monitor::LOG_FILE), run.join("generator").join(nvg_studio::train::monitor::LOG_FILE)]
+            .into_iter()
+            .find(|p| p.exists())
+            .ok_or_else(|| anyhow!("{}: no {} there or in its generator/ folder", run.display(), nvg_studio::train::monitor::LOG_FILE))
+    };
+    let log = find(&run)?;
+    let other = compare.as_ref().map(find).transpose()?;
+    nvg_studio::eval::curves::plot_log_file(&log, other.as_deref(), &out).map_err(|e| anyhow!(e))?;
     println!("curves: {} (from {})", out.display(), log.display());
     Ok(())
 }

@@ -50,20 +50,30 @@ fn series(rows: &[LogRow], split: &str, metric: &str, stage: usize) -> Vec<(f64,
 pub fn plot_curves(rows: &[LogRow], width: u32, height: u32) -> Result<RgbImage, String> {
     register_font()?;
     let mut buf = vec![0u8; (width * height * 3) as usize];
-    draw(rows, &mut buf, width, height).map_err(|e| format!("drawing the curves: {e}"))?;
+    draw(rows, None, &mut buf, width, height).map_err(|e| format!("drawing the curves: {e}"))?;
     RgbImage::from_raw(width, height, buf).ok_or_else(|| "plot buffer has the wrong size".to_string())
 }
 
-fn draw(rows: &[LogRow], buf: &mut [u8], width: u32, height: u32) -> Result<(), Box<dyn std::error::Error>> {
+/// [`plot_curves`] with a second run's held-out curves on the same axes, short-dashed (e.g. the
+/// same run on the burn and on the host training path).
+pub fn plot_compare(rows: &[LogRow], other: &[LogRow], width: u32, height: u32) -> Result<RgbImage, String> {
+    register_font()?;
+    let mut buf = vec![0u8; (width * height * 3) as usize];
+    draw(rows, Some(other), &mut buf, width, height).map_err(|e| format!("drawing the curves: {e}"))?;
+    RgbImage::from_raw(width, height, buf).ok_or_else(|| "plot buffer has the wrong size".to_string())
+}
+
+fn draw(rows: &[LogRow], other: Option<&[LogRow]>, buf: &mut [u8], width: u32, height: u32) -> Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::with_buffer(buf, (width, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let max_step = rows.iter().map(|r| r.step).max().unwrap_or(1).max(1) as f64;
+    let max_step = rows.iter().chain(other.unwrap_or(&[])).map(|r| r.step).max().unwrap_or(1).max(1) as f64;
     for (area, panel) in root.split_evenly((2, 2)).iter().zip(PANELS.iter()) {
         let mut stages: Vec<usize> = rows.iter().filter(|r| r.metric == panel.metric || r.metric == panel.baseline).map(|r| r.stage).collect();
         stages.sort_unstable();
         stages.dedup();
         let values: Vec<f64> = rows
             .iter()
+            .chain(other.unwrap_or(&[]).iter().filter(|r| r.split == "heldout"))
             .filter(|r| (r.metric == panel.metric || r.metric == panel.baseline) && r.value > 0.0 && r.value.is_finite())
             .map(|r| r.value)
             .collect();
@@ -93,6 +103,12 @@ fn draw(rows: &[LogRow], buf: &mut [u8], width: u32, height: u32) -> Result<(), 
                     .label(format!("stage {k}"))
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
             }
+            if let Some(o) = other {
+                let held = series(o, "heldout", panel.metric, k);
+                if !held.is_empty() {
+                    chart.draw_series(DashedLineSeries::new(held, 3, 3, color.stroke_width(2)))?;
+                }
+            }
             if let Some(b) = rows.iter().find(|r| r.metric == panel.baseline && r.stage == k && r.value > 0.0) {
                 chart.draw_series(DashedLineSeries::new(vec![(0.0, b.value), (max_step, b.value)], 6, 4, color.stroke_width(1)))?;
             }
@@ -109,13 +125,17 @@ fn draw(rows: &[LogRow], buf: &mut [u8], width: u32, height: u32) -> Result<(), 
     Ok(())
 }
 
-/// Reads `log` and writes the curves to `out` (PNG).
-pub fn plot_log_file(log: &Path, out: &Path) -> Result<(), String> {
-    let rows = crate::train::monitor::read_log(log)?;
-    if rows.is_empty() {
-        return Err(format!("{}: the log holds no rows yet", log.display()));
-    }
-    let img = plot_curves(&rows, 1400, 1000)?;
+/// Reads `log` (and `compare`, drawn short-dashed) and writes the curves to `out` (PNG).
+pub fn plot_log_file(log: &Path, compare: Option<&Path>, out: &Path) -> Result<(), String> {
+    let read = |p: &Path| -> Result<Vec<LogRow>, String> {
+        let rows = crate::train::monitor::read_log(p)?;
+        if rows.is_empty() { Err(format!("{}: the log holds no rows yet", p.display())) } else { Ok(rows) }
+    };
+    let rows = read(log)?;
+    let img = match compare {
+        Some(c) => plot_compare(&rows, &read(c)?, 1400, 1000)?,
+        None => plot_curves(&rows, 1400, 1000)?,
+    };
     let mut bytes = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).map_err(|e| format!("{}: {e}", out.display()))?;
     crate::model::checkpoint::write_atomic(out, &bytes).map_err(|e| format!("{}: cannot write ({e})", out.display()))

@@ -143,37 +143,68 @@ impl HostTrainer {
         StepResult { values, grads }
     }
 
-    /// One AdamW step at learning rate `lr` with `grads` (clipped here, tensor by tensor).
+    /// One AdamW step at learning rate `lr` with `grads` (clipped here, tensor by tensor). The
+    /// tensors are split into two runs of about equal size, one per thread; every element's
+    /// arithmetic is independent of the split.
     pub fn apply(&mut self, mut grads: Vec<f32>, lr: f64) {
         let a = self.adam;
         self.time += 1;
         let time = self.time as i32;
-        let c1 = 1.0 - a.beta_1.powi(time);
-        let c2 = 1.0 - a.beta_2.powi(time);
-        let decay = (1.0 - lr * a.weight_decay as f64) as f32;
-        let lr = lr as f32;
-        for t in &self.layout.tensors {
-            let r = t.range();
-            let g = &mut grads[r.clone()];
-            let norm = g.iter().map(|v| v * v).sum::<f32>().sqrt();
-            let coef = (a.clip_norm / (norm + f32::MIN_POSITIVE)).min(1.0);
-            if coef < 1.0 {
-                g.iter_mut().for_each(|v| *v *= coef);
-            }
-            let (p, m, v) = (&mut self.params[r.clone()], &mut self.moment_1[r.clone()], &mut self.moment_2[r]);
-            for i in 0..g.len() {
-                m[i] = m[i] * a.beta_1 + g[i] * (1.0 - a.beta_1);
-                v[i] = v[i] * a.beta_2 + g[i] * g[i] * (1.0 - a.beta_2);
-                let delta = (m[i] / c1) / ((v[i] / c2).sqrt() + a.epsilon);
-                p[i] = p[i] * decay - delta * lr;
-            }
-        }
+        let step = Step {
+            a,
+            c1: 1.0 - a.beta_1.powi(time),
+            c2: 1.0 - a.beta_2.powi(time),
+            decay: (1.0 - lr * a.weight_decay as f64) as f32,
+            lr: lr as f32,
+        };
+        let tensors = &self.layout.tensors;
+        let mid_tensor = tensors.iter().position(|t| t.offset >= self.layout.total / 2).unwrap_or(tensors.len());
+        let mid = tensors.get(mid_tensor).map_or(self.layout.total, |t| t.offset);
+        let (g0, g1) = grads.split_at_mut(mid);
+        let (p0, p1) = self.params.split_at_mut(mid);
+        let (m0, m1) = self.moment_1.split_at_mut(mid);
+        let (v0, v1) = self.moment_2.split_at_mut(mid);
+        let (t0, t1) = tensors.split_at(mid_tensor);
+        rayon::join(|| step.run(t0, 0, g0, p0, m0, v0), || step.run(t1, mid, g1, p1, m1, v1));
     }
 
     /// `ema ← decay·ema + (1 − decay)·params`.
     pub fn update_ema(&mut self, decay: f64) {
         let (d, e) = (decay as f32, (1.0 - decay) as f32);
         self.ema.iter_mut().zip(&self.params).for_each(|(a, p)| *a = *a * d + p * e);
+    }
+}
+
+/// One AdamW update's constants.
+#[derive(Clone, Copy)]
+struct Step {
+    a: AdamW,
+    c1: f32,
+    c2: f32,
+    decay: f32,
+    lr: f32,
+}
+
+impl Step {
+    /// Updates `tensors` (whose offsets start at `base`) with the slices of their run.
+    fn run(&self, tensors: &[layout::TensorAt], base: usize, g: &mut [f32], p: &mut [f32], m: &mut [f32], v: &mut [f32]) {
+        let a = self.a;
+        for t in tensors {
+            let r = t.offset - base..t.offset - base + t.len();
+            let g = &mut g[r.clone()];
+            let norm = g.iter().map(|v| v * v).sum::<f32>().sqrt();
+            let coef = (a.clip_norm / (norm + f32::MIN_POSITIVE)).min(1.0);
+            if coef < 1.0 {
+                g.iter_mut().for_each(|v| *v *= coef);
+            }
+            let (p, m, v) = (&mut p[r.clone()], &mut m[r.clone()], &mut v[r]);
+            for i in 0..g.len() {
+                m[i] = m[i] * a.beta_1 + g[i] * (1.0 - a.beta_1);
+                v[i] = v[i] * a.beta_2 + g[i] * g[i] * (1.0 - a.beta_2);
+                let delta = (m[i] / self.c1) / ((v[i] / self.c2).sqrt() + a.epsilon);
+                p[i] = p[i] * self.decay - delta * self.lr;
+            }
+        }
     }
 }
 
