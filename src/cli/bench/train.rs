@@ -40,16 +40,24 @@ use nvg_studio::train::monitor::{FlowSample, TeacherBatch, batch_losses};
 
 use super::median;
 
-/// f32 peak of this machine's CPU cores: cores × 2 FMA units × 16 lanes × 2 FLOPs × clock
-/// (AVX-512; the clock is the nominal one, so the share is an upper bound on headroom).
+/// f32 peak of this machine's CPU cores: cores × f32 FLOP per cycle × clock. FLOP per cycle:
+/// 64 where AVX-512 runs on two full-width FMA units (Intel Xeon, AMD Zen 5), 32 where the FMA
+/// units are 256 bits wide (AMD Zen 3 and Zen 4 — Zen 4 splits an AVX-512 FMA in two halves —
+/// and AVX2 machines). The clock is the nominal one, so the share is an upper bound on headroom.
 fn f32_peak_gflops() -> (f64, String) {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-    let ghz = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("cpu MHz")).and_then(|l| l.split(':').nth(1)).and_then(|v| v.trim().parse::<f64>().ok()))
-        .map_or(2.6, |mhz| mhz / 1000.0);
-    let peak = cores * 2.0 * 16.0 * 2.0 * ghz;
-    (peak, format!("{cores:.0} cores × 2 FMA × 16 lanes × 2 FLOP × {ghz:.2} GHz"))
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| info.lines().find(|l| l.starts_with(name)).and_then(|l| l.split(':').nth(1)).map(|v| v.trim().to_string());
+    let ghz = field("cpu MHz").and_then(|v| v.parse::<f64>().ok()).map_or(2.6, |mhz| mhz / 1000.0);
+    let amd = field("vendor_id").is_some_and(|v| v == "AuthenticAMD");
+    let family = field("cpu family").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    let avx512 = field("flags").is_some_and(|f| f.split_whitespace().any(|x| x == "avx512f"));
+    let (per_cycle, why) = match (amd, family, avx512) {
+        (true, f, _) if f < 26 => (32.0, "two 256-bit FMA pipes (AMD family 25: Zen 3/4)"),
+        (_, _, true) => (64.0, "two 512-bit FMA units"),
+        _ => (32.0, "two 256-bit FMA units"),
+    };
+    (cores * per_cycle * ghz, format!("{cores:.0} cores × {per_cycle:.0} FLOP/cycle ({why}) × {ghz:.2} GHz"))
 }
 
 /// Forward FLOPs of one branch pass: `images · stages` sequences of `t` tokens.

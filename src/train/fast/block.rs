@@ -148,12 +148,11 @@ pub fn block_backward(
     let mut dout = vec![0f32; rows * w];
     for r in 0..rows {
         let i = r / t;
-        let gate = &c.m[i * 3 * w + 2 * w..(i + 1) * 3 * w];
-        let dgate = &mut dm[i * 3 * w + 2 * w..(i + 1) * 3 * w];
-        for j in 0..w {
-            let d = dx[r * w + j];
-            dgate[j] += d * c.o[r * w + j];
-            dout[r * w + j] = d * gate[j];
+        let (dg, gate) = (&mut dm[i * 3 * w + 2 * w..(i + 1) * 3 * w], &c.m[i * 3 * w + 2 * w..(i + 1) * 3 * w]);
+        let (d, o, dst) = (&dx[r * w..(r + 1) * w], &c.o[r * w..(r + 1) * w], &mut dout[r * w..(r + 1) * w]);
+        for ((((dgj, &gj), &dj), &oj), dsj) in dg.iter_mut().zip(gate).zip(d).zip(o).zip(dst.iter_mut()) {
+            *dgj += dj * oj;
+            *dsj = dj * gj;
         }
     }
     let mut dcat = vec![0f32; rows * cw];
@@ -167,8 +166,9 @@ pub fn block_backward(
     let mut dproj = vec![0f32; rows * pw];
     // GELU.
     for r in 0..rows {
-        for j in 0..mlp {
-            dproj[r * pw + 3 * w + j] = dcat[r * cw + w + j] * c.gelu_grad[r * mlp + j];
+        let (src, g, dst) = (&dcat[r * cw + w..(r + 1) * cw], &c.gelu_grad[r * mlp..(r + 1) * mlp], &mut dproj[r * pw + 3 * w..(r + 1) * pw]);
+        for ((o, &a), &b) in dst.iter_mut().zip(src).zip(g) {
+            *o = a * b;
         }
     }
     // Attention: dV = Pᵀ·dO, dP = dO·vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dq = dS·k/8, dk = dSᵀ·q/8.
@@ -227,13 +227,13 @@ pub fn block_backward(
     let mut dxn = vec![0f32; w];
     for r in 0..rows {
         let i = r / t;
+        let (dshift, rest) = dm[i * 3 * w..i * 3 * w + 2 * w].split_at_mut(w);
         let scale = &c.m[i * 3 * w + w..i * 3 * w + 2 * w];
-        let xn = &c.xn[r * w..(r + 1) * w];
-        for j in 0..w {
-            let d = du[r * w + j];
-            dm[i * 3 * w + j] += d;
-            dm[i * 3 * w + w + j] += d * xn[j];
-            dxn[j] = d * (1.0 + scale[j]);
+        let (xn, d) = (&c.xn[r * w..(r + 1) * w], &du[r * w..(r + 1) * w]);
+        for (((((ds, dsc), &dj), &xj), &sj), o) in dshift.iter_mut().zip(rest.iter_mut()).zip(d).zip(xn).zip(scale).zip(dxn.iter_mut()) {
+            *ds += dj;
+            *dsc += dj * xj;
+            *o = dj * (1.0 + sj);
         }
         layer_norm_row_backward(xn, c.rstd[r], &dxn, &mut dx[r * w..(r + 1) * w]);
     }

@@ -71,6 +71,7 @@ pub struct StepResult {
 impl HostTrainer {
     /// Takes the weights of `model` (raw) and `ema`, fresh moments.
     pub fn new(model: &NvgGenerator, ema: &NvgGenerator, adam: AdamW) -> Self {
+        keep_freed_memory();
         let cfg = model.config().clone();
         let layout = GenLayout::new(&cfg);
         let params = flatten(model, &layout);
@@ -205,6 +206,18 @@ impl Step {
                 p[i] = p[i] * self.decay - delta * self.lr;
             }
         }
+    }
+}
+
+/// Asks glibc to keep freed memory instead of returning it to the system: a step allocates and
+/// frees the same few hundred megabytes of activations, and fresh pages from the kernel cost
+/// a page fault and a zeroing each (measured ~4 % of a step).
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation thresholds; any value is valid.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
 

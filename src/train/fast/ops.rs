@@ -101,13 +101,19 @@ pub fn linear_backward(
     }
 }
 
-/// `acc[j] += Σ_r m[r·cols + j]`.
+/// `acc[j] += Σ_r m[r·cols + j]`, as a product with a row of ones (the gemm crate's vector
+/// kernels; our crate's loops are not vectorised in the dev profile).
 pub fn col_sums_into(m: &[f32], rows: usize, cols: usize, acc: &mut [f32]) {
-    for r in 0..rows {
-        for (a, v) in acc[..cols].iter_mut().zip(&m[r * cols..(r + 1) * cols]) {
-            *a += v;
-        }
+    thread_local! {
+        static ONES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    ONES.with(|o| {
+        let mut ones = o.borrow_mut();
+        if ones.len() < rows {
+            ones.resize(rows, 1.0);
+        }
+        gemm(1, cols, rows, acc, cols, true, rm(&ones, rows), rm(m, cols), 1.0);
+    });
 }
 
 /// σ(x).
