@@ -131,3 +131,32 @@ fn host_path_resumes_bit_identical_and_across_paths() {
         assert!(after.1.iter().all(|v| v.is_finite()));
     }
 }
+
+/// A stop request (what Ctrl+C sets) ends the run after the current step with a checkpoint of
+/// that step; resuming finishes it.
+#[test]
+fn a_stop_request_checkpoints_the_current_step() {
+    let _turn = DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Device::flex();
+    dev.seed(9);
+    let tcfg = TokenizerConfig::test_tiny();
+    let tok = Tokenizer::new(&tcfg, &dev);
+    let data = SyntheticShapes::new(8, tcfg.image_size as u32, 3).unwrap();
+    let opts = GeneratorTrainOptions { steps: 10, batch_size: 2, checkpoint_every: 100, eval_every: 0, scale_images: 8, ..Default::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let shape = GeneratorConfig::test_tiny();
+    let mut last = 0;
+    train_generator(&shape, &tok, &tcfg, &data, dir.path(), &opts, false, &dev, &mut |s| {
+        last = s.step;
+        if s.step == 4 {
+            nvg_studio::train::stop_flag().store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    nvg_studio::train::clear_stop();
+    assert_eq!(last, 5, "the step after the request finishes, then the run stops");
+    assert_eq!(load_generator(dir.path(), &dev).unwrap().0.step, 5);
+    let mut steps = Vec::new();
+    train_generator(&shape, &tok, &tcfg, &data, dir.path(), &opts, true, &dev, &mut |s| steps.push(s.step)).unwrap();
+    assert_eq!((steps.first(), steps.last()), (Some(&6), Some(&10)));
+}

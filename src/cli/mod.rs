@@ -142,6 +142,19 @@ pub fn step_bar(steps: u64) -> ProgressBar {
 }
 
 /// Where no terminal shows the progress bar (logs, CI), print a plain line every 2% of the run.
+/// Ctrl+C or SIGTERM during training: the loop checkpoints the step it is on and stops
+/// (resume with --resume); a second Ctrl+C exits at once.
+pub fn stop_on_signals() -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = nvg_studio::train::stop_flag();
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())
+            .and_then(|_| signal_hook::flag::register(sig, flag.clone()))
+            .map_err(|e| anyhow!("cannot install the Ctrl+C handler: {e}"))?;
+    }
+    Ok(())
+}
+
 pub fn log_if_hidden(pb: &ProgressBar, step: u64, total: u64, msg: &str) {
     if pb.is_hidden() && (step % (total / 50).max(1) == 0 || step == total) {
         // The bar's own [elapsed<ETA] is not drawn when stderr is not a terminal (a log file);

@@ -202,6 +202,7 @@ pub fn train_generator(args: TrainGeneratorArgs, choice: BackendChoice) -> Resul
         path,
         ..Default::default()
     };
+    super::stop_on_signals()?;
     eprintln!("training steps: {}", if path.host_on(&b.device) { "host path (fused f32 forward/backward, gemm kernels)" } else { "burn autodiff" });
     let pb = super::step_bar(steps);
     let out = model.join("generator");
@@ -211,7 +212,11 @@ pub fn train_generator(args: TrainGeneratorArgs, choice: BackendChoice) -> Resul
         log_if_hidden(&pb, s.step, s.total, &msg);
         pb.set_message(msg);
     })?;
+    let reached = pb.position();
     pb.finish();
+    if nvg_studio::train::stop_requested() {
+        println!("stopped on request; checkpoint written at step {reached} — continue with the same command and --resume");
+    }
     println!("generator: {} ({} classes, {} stages)", out.display(), cfg.num_classes, cfg.num_stages());
     Ok(())
 }

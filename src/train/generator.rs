@@ -518,7 +518,8 @@ pub fn train_generator(
         }
         seen += b;
         let evaluate_now = opts.eval_every > 0 && (step + 1 == end || (step + 1) % opts.eval_every == 0);
-        let save_now = step + 1 == end || (opts.checkpoint_every > 0 && (step + 1) % opts.checkpoint_every == 0);
+        let interrupted = super::stop_requested();
+        let save_now = interrupted || step + 1 == end || (opts.checkpoint_every > 0 && (step + 1) % opts.checkpoint_every == 0);
         if let Some(h) = &host {
             if evaluate_now || save_now {
                 ema = h.ema_model(template.clone());
@@ -547,7 +548,7 @@ pub fn train_generator(
             heldout_structure_ratio: last_ratio.0.clone(),
             heldout_content_ratio: last_ratio.1.clone(),
         });
-        if done == end || (opts.checkpoint_every > 0 && done % opts.checkpoint_every == 0) {
+        if save_now {
             match &host {
                 Some(h) => {
                     save_module(&state_dir, GENERATOR_KIND, &cfg, &h.model(template.clone()), done, extra.clone())?;
@@ -568,6 +569,9 @@ pub fn train_generator(
                 }
             }
             save_module(out, GENERATOR_KIND, &cfg, &ema, done, extra.clone())?;
+        }
+        if interrupted {
+            break;
         }
     }
     Ok(cfg)

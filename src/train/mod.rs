@@ -8,6 +8,26 @@ pub mod tokenizer;
 pub use tokenizer::{StepInfo, TokenizerReport, TokenizerTrainOptions, TrainError, train_tokenizer};
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+
+static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+
+/// The flag a running training loop polls after every step: when set, it writes a checkpoint
+/// of the step just finished and returns (the command line sets it on Ctrl+C and SIGTERM).
+pub fn stop_flag() -> Arc<AtomicBool> {
+    STOP.clone()
+}
+
+/// Whether a stop was asked for.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Clears a stop request (before a new run in the same process).
+pub fn clear_stop() {
+    STOP.store(false, Ordering::SeqCst);
+}
 
 /// The largest batch a trainer accepts (beyond it the step's buffers do not fit in memory here).
 pub const MAX_BATCH: usize = 4096;
