@@ -355,3 +355,43 @@ fn huge_values_are_refused_not_run() {
     let e = nvg_studio::document::HistoryEntry { thumbnail_side: u32::MAX, ..nvg_studio::document::HistoryEntry::new(1, "x".into(), nvg_studio::document::State::new(0, 0), 1, &[1, 2, 3]) };
     assert!(e.thumbnail().is_none());
 }
+
+/// A run without --resume into a folder that holds a trained checkpoint is refused, naming the
+/// folder, its step and both ways on; --force starts over; nothing is replaced silently.
+#[test]
+fn training_refuses_to_replace_a_checkpoint_without_resume_or_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tok");
+    let train = |extra: &[&str]| {
+        run(bin()
+            .args(["train-tokenizer", "--synthetic", "8", "--preset", "test-tiny", "--steps", "2"])
+            .args(extra)
+            .arg("--out")
+            .arg(&out))
+    };
+    let (ok, _, err) = train(&[]);
+    assert!(ok, "{err}");
+    let before = std::fs::read(out.join("model.bpk")).unwrap();
+    let (ok, _, err) = train(&[]);
+    assert!(!ok);
+    assert_clean_error(&err, "--resume");
+    assert!(err.contains("--force") && err.contains("step 2"), "{err}");
+    assert_eq!(std::fs::read(out.join("model.bpk")).unwrap(), before, "the checkpoint is untouched");
+    let (ok, _, err) = train(&["--force"]);
+    assert!(ok, "{err}");
+    // The generator side says the same.
+    let m = dir.path().join("m");
+    tiny_model(&m.join("tokenizer"));
+    let train_gen = |extra: &[&str]| {
+        run(bin()
+            .args(["train-generator", "--synthetic", "8", "--preset", "test-tiny", "--steps", "1", "--batch", "2", "--eval-every", "0"])
+            .args(extra)
+            .arg("--model")
+            .arg(&m))
+    };
+    let (ok, _, err) = train_gen(&[]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = train_gen(&[]);
+    assert!(!ok);
+    assert_clean_error(&err, "already holds a trained generator");
+}

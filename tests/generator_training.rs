@@ -160,3 +160,30 @@ fn a_stop_request_checkpoints_the_current_step() {
     train_generator(&shape, &tok, &tcfg, &data, dir.path(), &opts, true, &dev, &mut |s| steps.push(s.step)).unwrap();
     assert_eq!((steps.first(), steps.last()), (Some(&6), Some(&10)));
 }
+
+/// A checkpoint write cut short between its files (here: the host optimizer state of another
+/// step) is noticed on resume: the weights win, the moments start afresh, the run finishes.
+#[test]
+fn moments_of_another_step_are_not_resumed_silently() {
+    use nvg_studio::train::fast::HOST_OPTIMIZER_FILE;
+    use nvg_studio::train::generator::{TRAIN_STATE_DIR, TrainPath};
+    let _turn = DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Device::flex();
+    dev.seed(4);
+    let tcfg = TokenizerConfig::test_tiny();
+    let tok = Tokenizer::new(&tcfg, &dev);
+    let data = SyntheticShapes::new(8, tcfg.image_size as u32, 3).unwrap();
+    let opts = GeneratorTrainOptions { steps: 6, batch_size: 2, checkpoint_every: 2, eval_every: 0, scale_images: 8, path: TrainPath::Host, ..Default::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let shape = GeneratorConfig::test_tiny();
+    let state = dir.path().join(TRAIN_STATE_DIR).join(HOST_OPTIMIZER_FILE);
+    train_generator(&shape, &tok, &tcfg, &data, dir.path(), &GeneratorTrainOptions { stop_after: Some(2), ..opts.clone() }, false, &dev, &mut |_| {}).unwrap();
+    let at_two = std::fs::read(&state).unwrap();
+    train_generator(&shape, &tok, &tcfg, &data, dir.path(), &GeneratorTrainOptions { stop_after: Some(4), ..opts.clone() }, true, &dev, &mut |_| {}).unwrap();
+    // The optimizer file of step 2 next to the weights of step 4.
+    std::fs::write(&state, &at_two).unwrap();
+    let mut steps = Vec::new();
+    train_generator(&shape, &tok, &tcfg, &data, dir.path(), &opts, true, &dev, &mut |s| steps.push(s.step)).unwrap();
+    assert_eq!(steps, vec![5, 6]);
+    assert_eq!(load_generator(dir.path(), &dev).unwrap().0.step, 6);
+}

@@ -44,6 +44,9 @@ pub struct TrainTokenizerArgs {
     /// Continue from the checkpoint in --out.
     #[arg(long)]
     pub resume: bool,
+    /// Start over in a folder that already holds a trained tokenizer, replacing it.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
 }
 
 /// Arguments of `train-generator`.
@@ -89,6 +92,9 @@ pub struct TrainGeneratorArgs {
     /// Continue from the checkpoint in DIR/generator.
     #[arg(long)]
     pub resume: bool,
+    /// Start over although DIR/generator holds a trained generator, replacing it.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
     /// Evaluate the EMA weights on a fixed held-out batch every N steps and log per-stage
     /// losses and their baselines to DIR/generator/train-log.csv (0: never).
     #[arg(long, default_value_t = 100)]
@@ -122,11 +128,33 @@ pub struct PlotTrainingArgs {
     pub compare: Option<PathBuf>,
 }
 
+/// A training run without `--resume` would start from scratch and replace the checkpoint in
+/// `dir`: refused (one line naming the folder and its step) unless `--force`.
+fn refuse_to_replace(dir: &std::path::Path, what: &str, resume: bool, force: bool) -> Result<()> {
+    if resume || force {
+        return Ok(());
+    }
+    let meta = dir.join("checkpoint.json");
+    if !meta.exists() {
+        return Ok(());
+    }
+    let step = std::fs::read_to_string(&meta)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("step").and_then(|s| s.as_u64()));
+    let at = step.map_or(String::new(), |s| format!(" (step {s})"));
+    Err(anyhow!(
+        "{} already holds a trained {what}{at}: continue it with --resume, or start over and replace it with --force",
+        dir.display()
+    ))
+}
+
 /// `train-tokenizer`.
 pub fn train_tokenizer(args: TrainTokenizerArgs, choice: BackendChoice) -> Result<()> {
-    let TrainTokenizerArgs { images: super::DataArgs { data, synthetic }, preset: p, out, steps, batch, lr, checkpoint_every, soft_warmup, seed, resume } = args;
+    let TrainTokenizerArgs { images: super::DataArgs { data, synthetic }, preset: p, out, steps, batch, lr, checkpoint_every, soft_warmup, seed, resume, force } = args;
     let b = pick_backend(choice)?;
     let cfg = preset(&p)?;
+    refuse_to_replace(&out, "tokenizer", resume, force)?;
     let size = cfg.image_size as u32;
     let source = training_source(data, synthetic, size, seed)?;
     let opts = TokenizerTrainOptions {
@@ -159,11 +187,12 @@ pub fn train_tokenizer(args: TrainTokenizerArgs, choice: BackendChoice) -> Resul
 
 /// `train-generator`.
 pub fn train_generator(args: TrainGeneratorArgs, choice: BackendChoice) -> Result<()> {
-    let TrainGeneratorArgs { model, source: super::GeneratorDataArgs { images: super::DataArgs { data, synthetic }, preset: p }, steps, batch, lr, stages_per_step, ema_decay, warmup, checkpoint_every, stop_after, path, seed, resume, eval_every, eval_images, structure_positions, structure_context_logits } = args;
+    let TrainGeneratorArgs { model, source: super::GeneratorDataArgs { images: super::DataArgs { data, synthetic }, preset: p }, steps, batch, lr, stages_per_step, ema_decay, warmup, checkpoint_every, stop_after, path, seed, resume, force, eval_every, eval_images, structure_positions, structure_context_logits } = args;
     let b = pick_backend(choice)?;
     let mut shape = GeneratorConfig::preset(&p).ok_or_else(|| {
         anyhow!("unknown generator preset '{p}': expected one of {}", GeneratorConfig::PRESETS.join(", "))
     })?;
+    refuse_to_replace(&model.join("generator"), "generator", resume, force)?;
     // Resuming without the switches keeps the run's own choice (checkpoints written
     // before the switches existed have both off).
     let resumed = resume

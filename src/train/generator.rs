@@ -363,6 +363,11 @@ pub fn train_generator(
         check_config(&state_dir, &meta.config, &expected)?;
         let model = load_weights(&state_dir, NvgGenerator::new(&meta.config, &ad))?;
         let ema = load_weights(out, NvgGenerator::new(&meta.config, device))?;
+        let ema_step = read_meta::<GeneratorConfig>(out, GENERATOR_KIND).map(|m| m.step).unwrap_or(meta.step);
+        if ema_step != meta.step {
+            let m = ema_step;
+            eprintln!("note: the EMA weights in {} are from step {m}, the training weights from step {} (a checkpoint write was interrupted); training goes on from both", out.display(), meta.step);
+        }
         let mut o = optimizer(opts);
         let p = state_dir.join(OPTIMIZER_FILE);
         if p.exists() {
@@ -384,7 +389,13 @@ pub fn train_generator(
         let mut h = HostTrainer::new(&model.valid(), &ema, AdamW::generator(opts.weight_decay));
         let p = state_dir.join(HOST_OPTIMIZER_FILE);
         if resume && p.exists() {
-            h.load_state(&p).map_err(|reason| CheckpointError::BadWeights { path: p.clone(), reason })?;
+            let at = h.load_state(&p).map_err(|reason| CheckpointError::BadWeights { path: p.clone(), reason })?;
+            if at != start {
+                // A save was cut short between the files of one checkpoint: the moments belong
+                // to another step than the weights. The weights win; the moments start afresh.
+                eprintln!("note: {} is from step {at}, the weights from step {start} (a checkpoint write was interrupted); AdamW moments start afresh", p.display());
+                h = HostTrainer::new(&model.valid(), &ema, AdamW::generator(opts.weight_decay));
+            }
         } else if resume {
             eprintln!("note: {} has no host optimizer state (the run was trained on the burn path); AdamW moments start afresh", state_dir.display());
         }
@@ -553,7 +564,7 @@ pub fn train_generator(
                 Some(h) => {
                     save_module(&state_dir, GENERATOR_KIND, &cfg, &h.model(template.clone()), done, extra.clone())?;
                     let p = state_dir.join(HOST_OPTIMIZER_FILE);
-                    h.save_state(&p).map_err(|reason| CheckpointError::Write { path: p.clone(), reason })?;
+                    h.save_state(&p, done).map_err(|reason| CheckpointError::Write { path: p.clone(), reason })?;
                     // burn's moments, if any, are older than these weights now.
                     let _ = std::fs::remove_file(state_dir.join(OPTIMIZER_FILE));
                 }

@@ -237,16 +237,18 @@ mod tests;
 
 /// File of the host path's optimizer state in a run's `train-state/` folder.
 pub const HOST_OPTIMIZER_FILE: &str = "host-optimizer.bin";
-const STATE_MAGIC: &[u8; 8] = b"NVGADAM1";
+const STATE_MAGIC: &[u8; 8] = b"NVGADAM2";
+const HEADER: usize = 28;
 
 impl HostTrainer {
     /// Writes the AdamW moments and step count to `path` atomically (a temporary file renamed
-    /// over it): `NVGADAM1`, u64 parameter count, u32 steps, then both moments as f32, all
-    /// little-endian.
-    pub fn save_state(&self, path: &std::path::Path) -> Result<(), String> {
-        let mut bytes = Vec::with_capacity(20 + 8 * self.moment_1.len());
+    /// over it): `NVGADAM2`, u64 parameter count, u64 training step of the checkpoint they
+    /// belong to, u32 AdamW steps, then both moments as f32, all little-endian.
+    pub fn save_state(&self, path: &std::path::Path, run_step: u64) -> Result<(), String> {
+        let mut bytes = Vec::with_capacity(HEADER + 8 * self.moment_1.len());
         bytes.extend_from_slice(STATE_MAGIC);
         bytes.extend_from_slice(&(self.moment_1.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&run_step.to_le_bytes());
         bytes.extend_from_slice(&self.time.to_le_bytes());
         for v in self.moment_1.iter().chain(&self.moment_2) {
             bytes.extend_from_slice(&v.to_le_bytes());
@@ -258,26 +260,28 @@ impl HostTrainer {
             .map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Reads what [`Self::save_state`] wrote; the message names the file and the problem.
-    pub fn load_state(&mut self, path: &std::path::Path) -> Result<(), String> {
+    /// Reads what [`Self::save_state`] wrote and returns the training step it belongs to; the
+    /// message names the file and the problem. Nothing changes on an error.
+    pub fn load_state(&mut self, path: &std::path::Path) -> Result<u64, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let n = self.moment_1.len();
         let bad = |what: &str| format!("{}: {what}", path.display());
-        if bytes.len() < 20 || &bytes[..8] != STATE_MAGIC {
+        if bytes.len() < HEADER || &bytes[..8] != STATE_MAGIC {
             return Err(bad("not a host optimizer state (bad header)"));
         }
         let count = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
         if count != n as u64 {
             return Err(bad(&format!("holds {count} parameters, the generator has {n}")));
         }
-        if bytes.len() != 20 + 8 * n {
-            return Err(bad(&format!("{} bytes, expected {}", bytes.len(), 20 + 8 * n)));
+        if bytes.len() != HEADER + 8 * n {
+            return Err(bad(&format!("{} bytes, expected {}", bytes.len(), HEADER + 8 * n)));
         }
-        self.time = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
-        for (i, chunk) in bytes[20..].chunks_exact(4).enumerate() {
+        let run_step = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+        self.time = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
+        for (i, chunk) in bytes[HEADER..].chunks_exact(4).enumerate() {
             let v = f32::from_le_bytes(chunk.try_into().expect("4 bytes"));
             if i < n { self.moment_1[i] = v } else { self.moment_2[i - n] = v }
         }
-        Ok(())
+        Ok(run_step)
     }
 }
