@@ -390,10 +390,10 @@ pub fn train_generator(
         let p = state_dir.join(HOST_OPTIMIZER_FILE);
         if resume && p.exists() {
             let at = h.load_state(&p).map_err(|reason| CheckpointError::BadWeights { path: p.clone(), reason })?;
-            if at != start {
+            if at.is_some_and(|at| at != start) {
                 // A save was cut short between the files of one checkpoint: the moments belong
                 // to another step than the weights. The weights win; the moments start afresh.
-                eprintln!("note: {} is from step {at}, the weights from step {start} (a checkpoint write was interrupted); AdamW moments start afresh", p.display());
+                eprintln!("note: {} is from step {}, the weights from step {start} (a checkpoint write was interrupted); AdamW moments start afresh", p.display(), at.unwrap_or(0));
                 h = HostTrainer::new(&model.valid(), &ema, AdamW::generator(opts.weight_decay));
             }
         } else if resume {

@@ -239,6 +239,8 @@ mod tests;
 pub const HOST_OPTIMIZER_FILE: &str = "host-optimizer.bin";
 const STATE_MAGIC: &[u8; 8] = b"NVGADAM2";
 const HEADER: usize = 28;
+/// The first format: no step recorded (20-byte header).
+const STATE_MAGIC_V1: &[u8; 8] = b"NVGADAM1";
 
 impl HostTrainer {
     /// Writes the AdamW moments and step count to `path` atomically (a temporary file renamed
@@ -260,25 +262,29 @@ impl HostTrainer {
             .map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Reads what [`Self::save_state`] wrote and returns the training step it belongs to; the
-    /// message names the file and the problem. Nothing changes on an error.
-    pub fn load_state(&mut self, path: &std::path::Path) -> Result<u64, String> {
+    /// Reads what [`Self::save_state`] wrote and returns the training step it belongs to (`None`
+    /// for the first format, which did not record it); the message names the file and the
+    /// problem. Nothing changes on an error.
+    pub fn load_state(&mut self, path: &std::path::Path) -> Result<Option<u64>, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let n = self.moment_1.len();
         let bad = |what: &str| format!("{}: {what}", path.display());
-        if bytes.len() < HEADER || &bytes[..8] != STATE_MAGIC {
-            return Err(bad("not a host optimizer state (bad header)"));
-        }
+        let (header, run_step) = match bytes.get(..8) {
+            Some(m) if m == STATE_MAGIC && bytes.len() >= HEADER => {
+                (HEADER, Some(u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"))))
+            }
+            Some(m) if m == STATE_MAGIC_V1 && bytes.len() >= 20 => (20, None),
+            _ => return Err(bad("not a host optimizer state (bad header)")),
+        };
         let count = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
         if count != n as u64 {
             return Err(bad(&format!("holds {count} parameters, the generator has {n}")));
         }
-        if bytes.len() != HEADER + 8 * n {
-            return Err(bad(&format!("{} bytes, expected {}", bytes.len(), HEADER + 8 * n)));
+        if bytes.len() != header + 8 * n {
+            return Err(bad(&format!("{} bytes, expected {}", bytes.len(), header + 8 * n)));
         }
-        let run_step = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
-        self.time = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
-        for (i, chunk) in bytes[HEADER..].chunks_exact(4).enumerate() {
+        self.time = u32::from_le_bytes(bytes[header - 4..header].try_into().expect("4 bytes"));
+        for (i, chunk) in bytes[header..].chunks_exact(4).enumerate() {
             let v = f32::from_le_bytes(chunk.try_into().expect("4 bytes"));
             if i < n { self.moment_1[i] = v } else { self.moment_2[i - n] = v }
         }

@@ -181,3 +181,37 @@ fn adamw_step_matches_burn_and_is_deterministic() {
         }
     }
 }
+
+/// The optimizer state file round-trips, records its step, reads the first format, and a
+/// damaged or foreign file is one error naming it, leaving the trainer unchanged.
+#[test]
+fn optimizer_state_file_round_trips_and_refuses_damage() {
+    let cfg = GeneratorConfig::test_tiny();
+    let g = NvgGenerator::new(&cfg, &Device::flex());
+    let mut a = HostTrainer::new(&g, &g, AdamW::generator(0.05));
+    a.moment_1.iter_mut().enumerate().for_each(|(i, v)| *v = i as f32 * 1e-3);
+    a.moment_2.iter_mut().enumerate().for_each(|(i, v)| *v = i as f32 * 2e-3);
+    a.time = 17;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("state.bin");
+    a.save_state(&p, 400).unwrap();
+    let mut b = HostTrainer::new(&g, &g, AdamW::generator(0.05));
+    assert_eq!(b.load_state(&p).unwrap(), Some(400));
+    assert_eq!((b.time, &b.moment_1, &b.moment_2), (17, &a.moment_1, &a.moment_2));
+    // The first format: "NVGADAM1", count, AdamW steps, moments.
+    let bytes = std::fs::read(&p).unwrap();
+    let mut v1 = b"NVGADAM1".to_vec();
+    v1.extend_from_slice(&bytes[8..16]);
+    v1.extend_from_slice(&bytes[24..]);
+    std::fs::write(&p, &v1).unwrap();
+    let mut c = HostTrainer::new(&g, &g, AdamW::generator(0.05));
+    assert_eq!(c.load_state(&p).unwrap(), None);
+    assert_eq!((c.time, &c.moment_2), (17, &a.moment_2));
+    for damaged in [&bytes[..bytes.len() - 4], &bytes[..10], b"PNG\x89 not a state file at all".as_slice()] {
+        std::fs::write(&p, damaged).unwrap();
+        let mut d = HostTrainer::new(&g, &g, AdamW::generator(0.05));
+        let e = d.load_state(&p).unwrap_err();
+        assert!(e.contains("state.bin") && !e.contains('\n'), "{e}");
+        assert_eq!(d.time, 0);
+    }
+}
