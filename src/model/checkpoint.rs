@@ -37,6 +37,10 @@ pub struct CheckpointMeta<C> {
     /// Free-form training state (seed, data description, loss history…).
     #[serde(default)]
     pub extra: serde_json::Value,
+    /// SHA-256 of `model.bpk` as written (hex); checked on load when present (checkpoints
+    /// written before it existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
 }
 
 /// Errors while reading or writing checkpoints; every message names the path.
@@ -170,10 +174,23 @@ pub fn save_module<M: burn::module::Module, C: Serialize>(
         .clone()
         .save_file(&tmp)
         .map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: one_line(&format!("{e:?}")) })?;
+    let bytes = fs::read(&tmp).map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: e.to_string() })?;
     fs::rename(&tmp, dir.join(MODEL_FILE))
         .map_err(|e| CheckpointError::Write { path: dir.join(MODEL_FILE), reason: e.to_string() })?;
-    let meta = CheckpointMeta { kind: kind.to_string(), version: CHECKPOINT_VERSION, config, step, extra };
+    let meta = CheckpointMeta { kind: kind.to_string(), version: CHECKPOINT_VERSION, config, step, extra, weights_sha256: Some(sha256_hex(&bytes)) };
     write_meta(dir, &meta)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The recorded checksum of a checkpoint directory's weights, if its metadata has one.
+fn recorded_sha256(dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(dir.join(META_FILE)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("weights_sha256")?.as_str().map(str::to_string)
 }
 
 /// Loads `model.bpk` of a checkpoint directory into a freshly built module of the right shape.
@@ -181,6 +198,15 @@ pub fn load_weights<M: burn::module::Module>(dir: &Path, model: M) -> Result<M, 
     let weights = dir.join(MODEL_FILE);
     if !weights.exists() {
         return Err(CheckpointError::Missing { path: weights });
+    }
+    if let Some(want) = recorded_sha256(dir) {
+        let bytes = fs::read(&weights).map_err(|e| CheckpointError::BadWeights { path: weights.clone(), reason: e.to_string() })?;
+        if sha256_hex(&bytes) != want {
+            return Err(CheckpointError::BadWeights {
+                path: weights,
+                reason: format!("the file does not match the checksum in {META_FILE} (damaged, or replaced without its metadata)"),
+            });
+        }
     }
     model
         .try_load_file(&weights)
