@@ -107,3 +107,35 @@ fn info_prints_paper_parameter_counts() {
     assert!(!ok);
     assert!(one_error_line(&err).contains("d24"));
 }
+
+/// `generate --grid N`: N seeds of the listed classes (or all), one row per class, as one PNG
+/// whose tiles are exactly the images `generate` gives for those seeds; bad values are one line.
+#[test]
+fn generate_grid_writes_a_contact_sheet_of_seeds_by_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    tiny_model(&model);
+    let sheet = dir.path().join("grid.png");
+    let (ok, out, err) = run(bin()
+        .args(["generate", "--class", "disc, triangle", "--grid", "3", "--seed", "5", "--flow-steps", "3", "--json", "--model"])
+        .arg(&model).arg("--out").arg(&sheet));
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 6, "one sequence per tile");
+    for line in out.lines() {
+        GranularitySequence::from_json_str(line).unwrap().validate().unwrap();
+    }
+    let g = image::open(&sheet).unwrap().to_rgb8();
+    // Two rows of 16-pixel tiles with 2-pixel gaps; three columns after the label column.
+    assert_eq!(g.height(), 2 * (16 + 2) + 2);
+    // The tile of triangle, seed 6 (row 1, column 1) is the image `generate` writes for it.
+    let one = dir.path().join("one.png");
+    let (ok, _, err) = run(bin().args(["generate", "--class", "triangle", "--seed", "6", "--flow-steps", "3", "--model"]).arg(&model).arg("--out").arg(&one));
+    assert!(ok, "{err}");
+    let want = image::open(&one).unwrap().to_rgb8();
+    let (x0, y0) = (g.width() - 3 * (16 + 2) + 1 * (16 + 2), 2 + 16 + 2);
+    let tile = image::imageops::crop_imm(&g, x0, y0, 16, 16).to_image();
+    assert_eq!(tile, want);
+    let (ok, _, err) = run(bin().args(["generate", "--class", "all", "--grid", "0", "--model"]).arg(&model).arg("--out").arg(&sheet));
+    assert!(!ok);
+    assert!(one_error_line(&err).contains("--grid 0"), "{err}");
+}

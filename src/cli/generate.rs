@@ -76,6 +76,10 @@ pub struct GenerateArgs {
     /// it may be unbalanced.
     #[arg(long, conflicts_with = "structure_from")]
     pub layout: Option<PathBuf>,
+    /// A contact sheet instead of one image: N seeds (--seed, --seed + 1, …) of every class in
+    /// --class (a comma-separated list, or `all`), one row per class, written to --out.
+    #[arg(long, value_name = "N", conflicts_with_all = ["structure_from", "layout", "stages_out"])]
+    pub grid: Option<usize>,
 }
 
 /// Arguments of `swap`.
@@ -135,11 +139,19 @@ pub fn encode(args: EncodeArgs, choice: BackendChoice) -> Result<()> {
 
 /// `generate`: one image of a class, optionally steered by a sequence or a layout.
 pub fn generate(args: GenerateArgs, choice: BackendChoice) -> Result<()> {
-    let GenerateArgs { class, model: super::ModelArgs { model, seed }, out, stages_out, json, structure_from, keep_structure, keep_content, sampler, layout } = args;
+    let GenerateArgs { class, model: super::ModelArgs { model, seed }, out, stages_out, json, structure_from, keep_structure, keep_content, sampler, layout, grid } = args;
+    if let Some(n) = grid {
+        if n == 0 || n > nvg_studio::data::contact::MAX_PER_CLASS {
+            bail!("--grid {n}: expected 1 to {} seeds per class", nvg_studio::data::contact::MAX_PER_CLASS);
+        }
+    }
     let b = pick_backend(choice)?;
     let settings = sampler.settings()?;
     let bundle = load_bundle(&nvg_studio::bundled(&model), &b.device)
         .map_err(|e| anyhow!("{e} (restore {DEFAULT_MODEL} or pass --model DIR)"))?;
+    if let Some(n) = grid {
+        return generate_grid(&bundle, &class, seed, n, &settings, &out, json);
+    }
     let class_id = resolve_class(&bundle.class_names, &class).map_err(|e| anyhow!("--class: {e}"))?;
     let mut job = ImageJob::new(class_id, seed);
     if let Some(mask) = &layout {
@@ -204,6 +216,47 @@ pub fn generate(args: GenerateArgs, choice: BackendChoice) -> Result<()> {
     if json {
         println!("{}", seq.to_json_string()?);
     }
+    Ok(())
+}
+
+/// `generate --grid N`: N seeds of each class, one row per class, as a contact sheet; `json`
+/// prints every sequence (one JSON document per line, in row order).
+fn generate_grid(
+    bundle: &nvg_studio::sampler::Bundle,
+    classes: &str,
+    seed: u64,
+    n: usize,
+    settings: &nvg_studio::sampler::SamplerSettings,
+    out: &std::path::Path,
+    json: bool,
+) -> Result<()> {
+    let ids: Vec<usize> = if classes.trim() == "all" {
+        (0..bundle.class_names.len()).collect()
+    } else {
+        classes.split(',').map(|c| resolve_class(&bundle.class_names, c.trim()).map_err(|e| anyhow!("--class: {e}"))).collect::<Result<_>>()?
+    };
+    let pb = ProgressBar::new((ids.len() * bundle.gcfg.num_stages()) as u64);
+    let mut items = Vec::with_capacity(ids.len() * n);
+    for &c in &ids {
+        let jobs: Vec<ImageJob> = (0..n as u64).map(|k| ImageJob::new(c, seed.wrapping_add(k))).collect();
+        let result = bundle.sample(&jobs, settings, &mut |_| { pb.inc(1); true }, &|| false).map_err(|e| anyhow!("generate: {e}"))?;
+        for img in tensor_to_images(bundle.tokenizer.decode(result.canvas)) {
+            let img = nvg_studio::data::RgbImageF::from_rgb8(&img).ok_or_else(|| anyhow!("generate: a decoded image is not square"))?;
+            items.push((img, c));
+        }
+        if json {
+            for s in &result.sequences {
+                println!("{}", serde_json::to_string(s)?);
+            }
+        }
+    }
+    pb.finish_and_clear();
+    let rows: Vec<Vec<usize>> = (0..ids.len()).map(|r| (r * n..(r + 1) * n).collect()).collect();
+    let names: Vec<String> = ids.iter().map(|&c| bundle.class_names[c].clone()).collect();
+    let source = nvg_studio::data::MemorySource::new(names, items.into_iter().map(|(img, c)| (img, ids.iter().position(|&i| i == c).unwrap_or(0))).collect());
+    let sheet = nvg_studio::data::contact_sheet(&source, &rows, n)?;
+    save_png(&sheet, out)?;
+    eprintln!("grid: {} ({} classes × {n} seeds from {seed})", out.display(), ids.len());
     Ok(())
 }
 

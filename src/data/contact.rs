@@ -64,6 +64,32 @@ pub fn contact_sheet(
     Ok(out)
 }
 
+/// Items held in memory — generated images, for instance — as an [`ImageSource`], so that
+/// [`contact_sheet`] can lay them out.
+pub struct MemorySource {
+    names: Vec<String>,
+    items: Vec<(super::RgbImageF, usize)>,
+}
+
+impl MemorySource {
+    /// `items` as (image, class id) with `names` indexed by class id.
+    pub fn new(names: Vec<String>, items: Vec<(super::RgbImageF, usize)>) -> Self {
+        Self { names, items }
+    }
+}
+
+impl ImageSource for MemorySource {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+    fn class_names(&self) -> &[String] {
+        &self.names
+    }
+    fn get(&self, i: usize) -> Result<(super::RgbImageF, usize), DataError> {
+        self.items.get(i).cloned().ok_or_else(|| DataError::InvalidSetting(format!("item {i} of {} in memory", self.items.len())))
+    }
+}
+
 /// Draws `text` (digits, lower-case letters, '-' and spaces; anything else as a box) with its top left
 /// at `(x, y)`, each font pixel `scale × scale`.
 pub fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32, scale: u32) {

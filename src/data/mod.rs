@@ -27,7 +27,7 @@ pub mod synthetic;
 
 use std::sync::Arc;
 
-pub use contact::contact_sheet;
+pub use contact::{MemorySource, contact_sheet};
 pub use emoji::{
     BUNDLED_EMOJI_LABELS, DatasetSummary, EmojiLabels, EmojiSheet, EmojiSource, VendorInfo,
 };
