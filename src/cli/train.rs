@@ -86,6 +86,11 @@ pub struct TrainGeneratorArgs {
     /// GPU), burn, or host. Both write the same checkpoints; --resume works across them.
     #[arg(long, default_value = "auto")]
     pub path: nvg_studio::train::generator::TrainPath,
+    /// AdamW variant: burn (each tensor's gradient clipped on its own, decay on every tensor —
+    /// what the burn path does) or paper (global norm clipping, no decay on biases and norm
+    /// scales, method §4.8; host path only).
+    #[arg(long, default_value = "burn")]
+    pub optimizer: nvg_studio::train::generator::TrainOptimizer,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -187,7 +192,7 @@ pub fn train_tokenizer(args: TrainTokenizerArgs, choice: BackendChoice) -> Resul
 
 /// `train-generator`.
 pub fn train_generator(args: TrainGeneratorArgs, choice: BackendChoice) -> Result<()> {
-    let TrainGeneratorArgs { model, source: super::GeneratorDataArgs { images: super::DataArgs { data, synthetic }, preset: p }, steps, batch, lr, stages_per_step, ema_decay, warmup, checkpoint_every, stop_after, path, seed, resume, force, eval_every, eval_images, structure_positions, structure_context_logits } = args;
+    let TrainGeneratorArgs { model, source: super::GeneratorDataArgs { images: super::DataArgs { data, synthetic }, preset: p }, steps, batch, lr, stages_per_step, ema_decay, warmup, checkpoint_every, stop_after, path, optimizer, seed, resume, force, eval_every, eval_images, structure_positions, structure_context_logits } = args;
     let b = pick_backend(choice)?;
     let mut shape = GeneratorConfig::preset(&p).ok_or_else(|| {
         anyhow!("unknown generator preset '{p}': expected one of {}", GeneratorConfig::PRESETS.join(", "))
@@ -229,6 +234,7 @@ pub fn train_generator(args: TrainGeneratorArgs, choice: BackendChoice) -> Resul
         eval_every,
         eval_images,
         path,
+        optimizer,
         ..Default::default()
     };
     super::stop_on_signals()?;

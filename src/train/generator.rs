@@ -91,6 +91,42 @@ pub struct GeneratorTrainOptions {
     /// Which implementation computes the steps.
     #[serde(default)]
     pub path: TrainPath,
+    /// Which AdamW variant (the method's needs the host path).
+    #[serde(default)]
+    pub optimizer: TrainOptimizer,
+}
+
+/// The AdamW variant of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrainOptimizer {
+    /// What burn's AdamW does as configured here: every tensor's gradient clipped to norm 1 on
+    /// its own, weight decay on every tensor. Both paths.
+    #[default]
+    Burn,
+    /// The method's (§4.8): the global gradient norm clipped to 1, no decay on biases and norm
+    /// scales. Host path only.
+    Paper,
+}
+
+impl TrainOptimizer {
+    /// The host path's settings for weight decay `wd`.
+    pub fn adamw(self, wd: f64) -> AdamW {
+        match self {
+            TrainOptimizer::Burn => AdamW::generator(wd),
+            TrainOptimizer::Paper => AdamW::paper(wd),
+        }
+    }
+}
+
+impl std::str::FromStr for TrainOptimizer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "burn" => Ok(Self::Burn),
+            "paper" => Ok(Self::Paper),
+            other => Err(format!("unknown optimizer '{other}': expected burn or paper")),
+        }
+    }
 }
 
 /// The implementation of a training step: burn autodiff or the host path ([`super::fast`]).
@@ -190,6 +226,7 @@ impl Default for GeneratorTrainOptions {
             branches: Branches::Both,
             subset: None,
             path: TrainPath::Auto,
+            optimizer: TrainOptimizer::Burn,
         }
     }
 }
@@ -385,8 +422,12 @@ pub fn train_generator(
         (cfg, model, ema, optimizer(opts), 0)
     };
 
+    if opts.optimizer == TrainOptimizer::Paper && !opts.path.host_on(device) {
+        return Err(TrainError::Options("--optimizer paper needs the host path (--path host, or auto on the CPU backend)".into()));
+    }
+    let adamw = opts.optimizer.adamw(opts.weight_decay);
     let mut host = if opts.path.host_on(device) {
-        let mut h = HostTrainer::new(&model.valid(), &ema, AdamW::generator(opts.weight_decay));
+        let mut h = HostTrainer::new(&model.valid(), &ema, adamw);
         let p = state_dir.join(HOST_OPTIMIZER_FILE);
         if resume && p.exists() {
             let at = h.load_state(&p).map_err(|reason| CheckpointError::BadWeights { path: p.clone(), reason })?;
@@ -394,7 +435,7 @@ pub fn train_generator(
                 // A save was cut short between the files of one checkpoint: the moments belong
                 // to another step than the weights. The weights win; the moments start afresh.
                 eprintln!("note: {} is from step {}, the weights from step {start} (a checkpoint write was interrupted); AdamW moments start afresh", p.display(), at.unwrap_or(0));
-                h = HostTrainer::new(&model.valid(), &ema, AdamW::generator(opts.weight_decay));
+                h = HostTrainer::new(&model.valid(), &ema, adamw);
             }
         } else if resume {
             eprintln!("note: {} has no host optimizer state (the run was trained on the burn path); AdamW moments start afresh", state_dir.display());

@@ -24,21 +24,41 @@ use self::branches::{Flow, Group, HostBatch, Sums};
 use self::layout::{GenLayout, flatten, unflatten};
 use super::monitor::{FlowSample, StageValues, TeacherBatch};
 
-/// AdamW settings (burn's AdamW as the generator trainer configures it).
+/// How gradients are clipped before the AdamW update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clip {
+    /// Each parameter tensor's gradient to at most the norm on its own (burn's `GradientClipping::Norm`).
+    PerTensor,
+    /// All gradients together to at most the norm (the method's, §4.8).
+    Global,
+}
+
+/// AdamW settings.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamW {
     pub beta_1: f32,
     pub beta_2: f32,
     pub epsilon: f32,
     pub weight_decay: f32,
-    /// Each tensor's gradient is scaled down to at most this norm.
+    /// The clipping norm.
     pub clip_norm: f32,
+    /// Per tensor or global clipping.
+    pub clip: Clip,
+    /// Decay 1-dimensional tensors (biases, norm scales) too.
+    pub decay_vectors: bool,
 }
 
 impl AdamW {
-    /// The generator trainer's settings for weight decay `wd`.
+    /// burn's AdamW as the generator trainer configures it (the burn path's optimizer): β (0.9,
+    /// 0.95), ε 1e-5, every tensor clipped to norm 1 on its own, decay on every tensor.
     pub fn generator(wd: f64) -> Self {
-        Self { beta_1: 0.9, beta_2: 0.95, epsilon: 1e-5, weight_decay: wd as f32, clip_norm: 1.0 }
+        Self { beta_1: 0.9, beta_2: 0.95, epsilon: 1e-5, weight_decay: wd as f32, clip_norm: 1.0, clip: Clip::PerTensor, decay_vectors: true }
+    }
+
+    /// The method's optimizer (§4.8): the same AdamW, but the global gradient norm clipped to 1
+    /// and no weight decay on biases and norm scales (tensors of fewer than two dimensions).
+    pub fn paper(wd: f64) -> Self {
+        Self { clip: Clip::Global, decay_vectors: false, ..Self::generator(wd) }
     }
 }
 
@@ -151,16 +171,27 @@ impl HostTrainer {
         let a = self.adam;
         self.time += 1;
         let time = self.time as i32;
+        let tensors = &self.layout.tensors;
+        let mid_tensor = tensors.iter().position(|t| t.offset >= self.layout.total / 2).unwrap_or(tensors.len());
+        let mid = tensors.get(mid_tensor).map_or(self.layout.total, |t| t.offset);
+        let global = match a.clip {
+            Clip::PerTensor => None,
+            Clip::Global => {
+                // Sums of squares of the two halves, each on its own thread, added in order.
+                let sq = |g: &[f32]| g.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+                let (a0, a1) = rayon::join(|| sq(&grads[..mid]), || sq(&grads[mid..]));
+                let norm = (a0 + a1).sqrt() as f32;
+                Some((a.clip_norm / (norm + f32::MIN_POSITIVE)).min(1.0))
+            }
+        };
         let step = Step {
             a,
             c1: 1.0 - a.beta_1.powi(time),
             c2: 1.0 - a.beta_2.powi(time),
             decay: (1.0 - lr * a.weight_decay as f64) as f32,
             lr: lr as f32,
+            global,
         };
-        let tensors = &self.layout.tensors;
-        let mid_tensor = tensors.iter().position(|t| t.offset >= self.layout.total / 2).unwrap_or(tensors.len());
-        let mid = tensors.get(mid_tensor).map_or(self.layout.total, |t| t.offset);
         let (g0, g1) = grads.split_at_mut(mid);
         let (p0, p1) = self.params.split_at_mut(mid);
         let (m0, m1) = self.moment_1.split_at_mut(mid);
@@ -184,6 +215,8 @@ struct Step {
     c2: f32,
     decay: f32,
     lr: f32,
+    /// The global clipping factor (`None`: clip each tensor).
+    global: Option<f32>,
 }
 
 impl Step {
@@ -193,17 +226,20 @@ impl Step {
         for t in tensors {
             let r = t.offset - base..t.offset - base + t.len();
             let g = &mut g[r.clone()];
-            let norm = g.iter().map(|v| v * v).sum::<f32>().sqrt();
-            let coef = (a.clip_norm / (norm + f32::MIN_POSITIVE)).min(1.0);
+            let coef = self.global.unwrap_or_else(|| {
+                let norm = g.iter().map(|v| v * v).sum::<f32>().sqrt();
+                (a.clip_norm / (norm + f32::MIN_POSITIVE)).min(1.0)
+            });
             if coef < 1.0 {
                 g.iter_mut().for_each(|v| *v *= coef);
             }
+            let decay = if a.decay_vectors || t.shape.len() >= 2 { self.decay } else { 1.0 };
             let (p, m, v) = (&mut p[r.clone()], &mut m[r.clone()], &mut v[r]);
             for i in 0..g.len() {
                 m[i] = m[i] * a.beta_1 + g[i] * (1.0 - a.beta_1);
                 v[i] = v[i] * a.beta_2 + g[i] * g[i] * (1.0 - a.beta_2);
                 let delta = (m[i] / self.c1) / ((v[i] / self.c2).sqrt() + a.epsilon);
-                p[i] = p[i] * self.decay - delta * self.lr;
+                p[i] = p[i] * decay - delta * self.lr;
             }
         }
     }
