@@ -181,6 +181,109 @@ pub fn save_module<M: burn::module::Module, C: Serialize>(
     write_meta(dir, &meta)
 }
 
+/// The files of one checkpoint written under temporary names, to be renamed into place together
+/// by [`commit_staged`]: pairs of (staged file, final path).
+#[derive(Debug, Default)]
+pub struct Staged {
+    pairs: Vec<(PathBuf, PathBuf)>,
+}
+
+fn staged_name(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.staged"))
+}
+
+impl Staged {
+    /// Stages a module's weights and metadata for `dir` (as [`save_module`] would write them).
+    pub fn module<M: burn::module::Module, C: Serialize>(
+        &mut self,
+        dir: &Path,
+        kind: &str,
+        config: &C,
+        model: &M,
+        step: u64,
+        extra: serde_json::Value,
+    ) -> Result<(), CheckpointError> {
+        fs::create_dir_all(dir).map_err(|e| CheckpointError::Write { path: dir.into(), reason: e.to_string() })?;
+        let weights = dir.join(MODEL_FILE);
+        let staged = staged_name(&weights);
+        model
+            .clone()
+            .save_file(&staged)
+            .map_err(|e| CheckpointError::Write { path: staged.clone(), reason: one_line(&format!("{e:?}")) })?;
+        let bytes = fs::read(&staged).map_err(|e| CheckpointError::Write { path: staged.clone(), reason: e.to_string() })?;
+        self.pairs.push((staged, weights));
+        let meta = CheckpointMeta { kind: kind.to_string(), version: CHECKPOINT_VERSION, config, step, extra, weights_sha256: Some(sha256_hex(&bytes)) };
+        let text = serde_json::to_string_pretty(&meta).map_err(|e| CheckpointError::Write { path: dir.to_path_buf(), reason: e.to_string() })?;
+        self.bytes(&dir.join(META_FILE), text.as_bytes())
+    }
+
+    /// Stages `bytes` for `path`.
+    pub fn bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+        let staged = staged_name(path);
+        fs::write(&staged, bytes).map_err(|e| CheckpointError::Write { path: staged.clone(), reason: e.to_string() })?;
+        self.pairs.push((staged, path.to_path_buf()));
+        Ok(())
+    }
+
+    /// Stages a file another writer produces at the path given to `write`.
+    pub fn file(&mut self, path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), CheckpointError> {
+        let staged = staged_name(path);
+        write(&staged).map_err(|reason| CheckpointError::Write { path: staged.clone(), reason })?;
+        self.pairs.push((staged, path.to_path_buf()));
+        Ok(())
+    }
+}
+
+/// Puts every staged file in place as one step: the staged files are synced, a commit marker
+/// (`marker`) listing them is written atomically, the files are renamed, the marker removed. A
+/// kill before the marker leaves the previous checkpoint whole; a kill after it is finished by
+/// [`recover_staged`] — so a reader after recovery sees either the old or the new checkpoint,
+/// never a mix.
+pub fn commit_staged(marker: &Path, staged: Staged) -> Result<(), CheckpointError> {
+    let w = |path: &Path, e: std::io::Error| CheckpointError::Write { path: path.to_path_buf(), reason: e.to_string() };
+    let mut list = String::new();
+    for (from, to) in &staged.pairs {
+        fs::File::open(from).and_then(|f| f.sync_all()).map_err(|e| w(from, e))?;
+        list.push_str(&format!("{}\t{}\n", from.display(), to.display()));
+    }
+    write_atomic(marker, list.as_bytes()).map_err(|e| w(marker, e))?;
+    finish(marker, &list)
+}
+
+fn finish(marker: &Path, list: &str) -> Result<(), CheckpointError> {
+    for line in list.lines() {
+        let Some((from, to)) = line.split_once('\t') else { continue };
+        let (from, to) = (Path::new(from), Path::new(to));
+        if from.exists() {
+            fs::rename(from, to).map_err(|e| CheckpointError::Write { path: to.to_path_buf(), reason: e.to_string() })?;
+        }
+    }
+    fs::remove_file(marker).map_err(|e| CheckpointError::Write { path: marker.to_path_buf(), reason: e.to_string() })
+}
+
+/// Completes a commit that a kill interrupted after its marker was written (renaming what is
+/// left), or, without a marker, removes staged files of an uncommitted checkpoint in `dirs`.
+/// Returns a note when there was something to do.
+pub fn recover_staged(marker: &Path, dirs: &[&Path]) -> Result<Option<String>, CheckpointError> {
+    if marker.exists() {
+        let list = fs::read_to_string(marker).map_err(|e| CheckpointError::BadMeta { path: marker.to_path_buf(), reason: e.to_string() })?;
+        finish(marker, &list)?;
+        return Ok(Some(format!("completed the checkpoint whose write was interrupted ({})", marker.display())));
+    }
+    let mut removed = 0;
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(dir) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".staged") && fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok((removed > 0).then(|| format!("removed {removed} files of a checkpoint whose write was interrupted before it was committed")))
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()

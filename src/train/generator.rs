@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::ImageSource;
 use crate::model::checkpoint::{
-    CheckpointError, CheckpointMeta, OPTIMIZER_FILE, check_config, load_weights, read_meta, save_module,
+    CheckpointError, CheckpointMeta, OPTIMIZER_FILE, Staged, check_config, commit_staged, load_weights, read_meta, recover_staged,
 };
 use crate::model::ema::ema_update;
 use crate::model::generator::{GeneratorConfig, NvgGenerator};
@@ -36,6 +36,8 @@ use super::tokenizer::{TrainError, split_indices};
 
 /// Sub-directory of a generator checkpoint holding the raw (non-EMA) weights and optimizer state.
 pub const TRAIN_STATE_DIR: &str = "train-state";
+/// The marker of a checkpoint being put in place (`train-state/.checkpoint-commit`).
+pub const COMMIT_MARKER: &str = ".checkpoint-commit";
 
 /// Options of a generator training run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -389,6 +391,10 @@ pub fn train_generator(
         return Err(TrainError::Data(format!("need at least 2 images to train, found {}", data.len())));
     }
     let _lock = super::lock_run_folder(out, "train-generator")?;
+    let state_dir_early = out.join(TRAIN_STATE_DIR);
+    if let Some(note) = recover_staged(&state_dir_early.join(COMMIT_MARKER), &[out, &state_dir_early])? {
+        eprintln!("note: {note}");
+    }
     let class_names = data.class_names().to_vec();
     let ad = device.clone().autodiff();
     let (train, held) = split_indices(data.len(), opts.holdout_fraction, opts.seed);
@@ -601,26 +607,23 @@ pub fn train_generator(
             heldout_content_ratio: last_ratio.1.clone(),
         });
         if save_now {
+            // Every file of the checkpoint is staged, then all are put in place as one step.
+            let mut staged = Staged::default();
             match &host {
                 Some(h) => {
-                    save_module(&state_dir, GENERATOR_KIND, &cfg, &h.model(template.clone()), done, extra.clone())?;
-                    let p = state_dir.join(HOST_OPTIMIZER_FILE);
-                    h.save_state(&p, done).map_err(|reason| CheckpointError::Write { path: p.clone(), reason })?;
-                    // burn's moments, if any, are older than these weights now.
-                    let _ = std::fs::remove_file(state_dir.join(OPTIMIZER_FILE));
+                    staged.module(&state_dir, GENERATOR_KIND, &cfg, &h.model(template.clone()), done, extra.clone())?;
+                    staged.file(&state_dir.join(HOST_OPTIMIZER_FILE), |p| h.save_state(p, done))?;
                 }
                 None => {
-                    save_module(&state_dir, GENERATOR_KIND, &cfg, &model, done, extra.clone())?;
-                    let tmp = state_dir.join(format!(".{OPTIMIZER_FILE}.tmp"));
-                    optim
-                        .save(&tmp)
-                        .map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: format!("{e:?}") })?;
-                    std::fs::rename(&tmp, state_dir.join(OPTIMIZER_FILE))
-                        .map_err(|e| CheckpointError::Write { path: state_dir.join(OPTIMIZER_FILE), reason: e.to_string() })?;
-                    let _ = std::fs::remove_file(state_dir.join(HOST_OPTIMIZER_FILE));
+                    staged.module(&state_dir, GENERATOR_KIND, &cfg, &model, done, extra.clone())?;
+                    staged.file(&state_dir.join(OPTIMIZER_FILE), |p| optim.save(p).map_err(|e| format!("{e:?}")))?;
                 }
             }
-            save_module(out, GENERATOR_KIND, &cfg, &ema, done, extra.clone())?;
+            staged.module(out, GENERATOR_KIND, &cfg, &ema, done, extra.clone())?;
+            commit_staged(&state_dir.join(COMMIT_MARKER), staged)?;
+            // The other path's moments, if any, are older than these weights now.
+            let stale = if host.is_some() { OPTIMIZER_FILE } else { HOST_OPTIMIZER_FILE };
+            let _ = std::fs::remove_file(state_dir.join(stale));
         }
         if interrupted {
             break;
