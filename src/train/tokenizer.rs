@@ -18,9 +18,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::ImageSource;
-use crate::model::checkpoint::{CheckpointError, OPTIMIZER_FILE};
+use crate::model::checkpoint::{CheckpointError, OPTIMIZER_FILE, Staged, commit_staged, recover_staged};
+use crate::model::tokenizer_io::TOKENIZER_KIND;
+use super::generator::COMMIT_MARKER;
 use crate::model::tokenizer::to_vec_f32;
-use crate::model::tokenizer_io::{load_tokenizer, save_tokenizer};
+use crate::model::tokenizer_io::load_tokenizer;
 use crate::model::{CodeSelection, Tokenizer, TokenizerConfig};
 use crate::model::images::images_to_tensor;
 
@@ -186,6 +188,9 @@ pub fn train_tokenizer(
         return Err(TrainError::Data(format!("need at least 2 images to train, found {}", data.len())));
     }
     let _lock = super::lock_run_folder(out, "train-tokenizer")?;
+    if let Some(note) = recover_staged(&out.join(COMMIT_MARKER), &[out])? {
+        eprintln!("note: {note}");
+    }
     let ad = device.clone().autodiff();
     let (train, held) = split_indices(data.len(), opts.holdout_fraction, opts.seed);
     let (mut model, mut optim, start) = if resume {
@@ -301,16 +306,12 @@ fn save_checkpoint(
     step: u64,
     opts: &TokenizerTrainOptions,
 ) -> Result<(), TrainError> {
-    let opt_path = out.join(OPTIMIZER_FILE);
-    std::fs::create_dir_all(out)
-        .map_err(|e| CheckpointError::Write { path: out.into(), reason: e.to_string() })?;
-    let tmp = out.join(format!(".{OPTIMIZER_FILE}.tmp"));
-    optim
-        .save(&tmp)
-        .map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: format!("{e:?}") })?;
-    std::fs::rename(&tmp, &opt_path).map_err(|e| CheckpointError::Write { path: opt_path, reason: e.to_string() })?;
+    // Weights, metadata and optimizer put in place as one step (see `commit_staged`).
+    let mut staged = Staged::default();
     let extra = serde_json::json!({ "train_options": opts });
-    save_tokenizer(out, cfg, model, step, extra)?;
+    staged.module(out, TOKENIZER_KIND, cfg, model, step, extra)?;
+    staged.file(&out.join(OPTIMIZER_FILE), |p| optim.save(p).map_err(|e| format!("{e:?}")))?;
+    commit_staged(&out.join(COMMIT_MARKER), staged)?;
     Ok(())
 }
 
