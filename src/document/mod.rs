@@ -383,14 +383,15 @@ pub fn apply(state: &mut State, model: &ModelInfo, cmd: &Command) -> Result<Effe
             check_class(*class, model)?;
             check_positions(positions, l)?;
             let base = state.class;
-            let map = state.class_map.get_or_insert_with(|| vec![base; l]);
-            let mut any = false;
-            for &p in positions {
-                any |= map[p] != *class;
-                map[p] = *class;
-            }
-            if !any {
+            // A stroke that changes no position leaves the document as it was (no map is
+            // created for it: that would be a change without an undo point).
+            let current = |p: usize| state.class_map.as_ref().map_or(base, |m| m[p]);
+            if positions.iter().all(|&p| current(p) == *class) {
                 return Ok(Effect::default());
+            }
+            let map = state.class_map.get_or_insert_with(|| vec![base; l]);
+            for &p in positions {
+                map[p] = *class;
             }
             state.mark_stale(0);
             changed(None)

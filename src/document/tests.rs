@@ -388,3 +388,92 @@ fn autosave_sits_next_to_the_project() {
 }
 
 use std::path::Path;
+
+/// A random command for [`model`]: mostly valid, sometimes out of range (stages past the last,
+/// positions past the grid, classes past the list), so that refusals are exercised too.
+fn random_command(rng: &mut rand_chacha::ChaCha8Rng) -> Command {
+    use rand::Rng;
+    let stage = |rng: &mut rand_chacha::ChaCha8Rng| -> usize { if rng.random_bool(0.1) { rng.random_range(0..9) } else { rng.random_range(1..5) } };
+    let positions = |rng: &mut rand_chacha::ChaCha8Rng| -> Vec<usize> {
+        let top = if rng.random_bool(0.05) { 40 } else { 16 };
+        (0..rng.random_range(0..8)).map(|_| rng.random_range(0..top)).collect()
+    };
+    let class = |rng: &mut rand_chacha::ChaCha8Rng| if rng.random_bool(0.05) { 7 } else { rng.random_range(0..3) };
+    match rng.random_range(0..17) {
+        0 => Command::SetClass { class: class(rng) },
+        1 => Command::PaintClass { positions: positions(rng), class: class(rng) },
+        2 => Command::ClearClassMap,
+        3 | 4 => {
+            let s = stage(rng);
+            let parent = if rng.random_bool(0.5) { Some(rng.random_range(0..(1u32 << s.saturating_sub(1).min(5)))) } else { None };
+            Command::PaintStructure { stage: s, parent, positions: positions(rng), child: rng.random_range(0..2) }
+        }
+        5 => Command::PaintLayout { stage: stage(rng), parent: None, inside: positions(rng) },
+        6 => {
+            let s = stage(rng);
+            let fill = if rng.random_bool(0.5) { Fill::Flip } else { Fill::Child(rng.random_range(0..2)) };
+            Command::FillCluster { stage: s, cluster: rng.random_range(0..(1u32 << s.min(5))), fill }
+        }
+        7 => Command::SetLock { from_stage: stage(rng), positions: positions(rng), locked: rng.random_bool(0.7) },
+        8 => Command::LockStage { stage: stage(rng) },
+        9 => Command::ClearLock,
+        10 => Command::SetSeed { seed: rng.random_range(0..5) },
+        11 => Command::RerollStage { stage: stage(rng), seed: rng.random_range(0..5) },
+        12 => Command::SetSettings(SamplerSettings { gumbel: rng.random_bool(0.5), flow_steps: rng.random_range(1..30), ..SamplerSettings::editor() }),
+        13 => Command::UseAsBlueprint { source: "r".into(), keep_structure_upto: stage(rng) },
+        14 => Command::SetBlueprintKeep { keep_structure_upto: stage(rng) },
+        15 => Command::ClearBlueprint,
+        _ => Command::AcceptVariation { stage: stage(rng), seed: rng.random_range(0..5), sequence: sequence() },
+    }
+}
+
+/// Property test (issues 22 and 23): 1,000 random sequences of up to 24 commands never panic;
+/// after every command the state fits the model (hierarchy, codes, class map, lock, blueprint);
+/// no command changes the sampler settings except `SetSettings`, nor the class except
+/// `SetClass`; and undoing everything gives back the start, redoing everything the end.
+#[test]
+fn random_edit_sequences_keep_the_state_valid_and_undo_exactly() {
+    use rand::{Rng, SeedableRng};
+    let m = model();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(22);
+    let (mut applied, mut refused) = (0, 0);
+    for case in 0..1000 {
+        let mut ed = Editor::new(m.clone(), generated());
+        let start = ed.state().clone();
+        let mut states = vec![start.clone()];
+        for _ in 0..rng.random_range(1..=24) {
+            let cmd = random_command(&mut rng);
+            let before = ed.state().clone();
+            match ed.apply(&cmd) {
+                Ok(e) => {
+                    applied += 1;
+                    if e.changed {
+                        states.push(ed.state().clone());
+                    }
+                }
+                Err(err) => {
+                    refused += 1;
+                    assert!(!err.to_string().contains('\n'), "case {case}: {cmd:?}: {err}");
+                    assert_eq!(ed.state(), &before, "case {case}: a refused {cmd:?} changed the state");
+                }
+            }
+            let s = ed.state();
+            check_state(s, &m).unwrap_or_else(|e| panic!("case {case}: after {cmd:?}: {e}"));
+            if !matches!(cmd, Command::SetSettings(_)) {
+                assert_eq!(s.settings, before.settings, "case {case}: {cmd:?} changed the settings");
+            }
+            if !matches!(cmd, Command::SetClass { .. }) {
+                assert_eq!(s.class, before.class, "case {case}: {cmd:?} changed the class");
+            }
+        }
+        let end = ed.state().clone();
+        for i in (0..states.len() - 1).rev() {
+            assert!(matches!(ed.undo(), UndoOutcome::Done(_)), "case {case}: undo {i}");
+            assert_eq!(ed.state(), &states[i], "case {case}: undo back to state {i}");
+        }
+        assert_eq!(ed.state(), &start);
+        while let UndoOutcome::Done(_) = ed.redo() {}
+        assert_eq!(ed.state(), &end, "case {case}: redo all");
+    }
+    assert!(applied > 5000 && refused > 100, "{applied} applied, {refused} refused: the generator covers too little");
+}
