@@ -16,10 +16,9 @@
 //!
 //! Pixels are stored channel-major (CHW): value `(c, y, x)` is at `data[(c · size + y) · size + x]`.
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter};
+use std::path::Path;
 
 use image::codecs::png::PngEncoder;
 use image::error::UnsupportedErrorKind;
@@ -367,54 +366,26 @@ pub fn save_rgb_png(img: &RgbImageF, path: impl AsRef<Path>) -> Result<(), DataE
     })
 }
 
-/// Runs `write` against a temporary file next to `path`, syncs it, then renames it to `path`.
-/// The temporary file is removed if anything fails.
+/// Runs `write` against a temporary file next to `path` and puts it in place
+/// ([`crate::granularity::fsio::write_atomic_with`]).
 pub(crate) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> Result<(), String>,
 ) -> Result<(), DataError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let fail = |detail: String| DataError::Write {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let Some(name) = path.file_name() else {
-        return Err(fail("the path has no file name".into()));
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(
-        ".{}.{}-{unique}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-
-    let result = (|| {
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(one_line)?;
-        let mut writer = BufWriter::new(file);
-        write(&mut writer)?;
-        writer.flush().map_err(one_line)?;
-        let file = writer.into_inner().map_err(|e| one_line(e.error()))?;
-        file.sync_all().map_err(one_line)?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(one_line)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(fail)
+    let mut detail = None;
+    crate::granularity::fsio::write_atomic_with(path, |w| {
+        write(w).map_err(|e| {
+            detail = Some(e.clone());
+            std::io::Error::other(e)
+        })
+    })
+    .map_err(|e| DataError::Write { path: path.to_path_buf(), detail: detail.unwrap_or_else(|| one_line(e)) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use image::{GrayImage, ImageBuffer, Luma, Rgb, Rgba, RgbaImage};
 
     fn assert_shape_and_range(img: &RgbImageF, size: u32) {

@@ -13,6 +13,7 @@
 //!   `S_{i+1}(p) >> 1 == S_i(p)` always holds.
 
 pub mod clustering;
+pub mod fsio;
 pub mod hierarchy;
 pub mod sequence;
 pub mod rng;

@@ -22,9 +22,7 @@
 //! ```
 
 use std::fs;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -317,45 +315,9 @@ fn in_file(path: &Path, error: GranularityError) -> GranularityError {
     }
 }
 
-/// Writes `bytes` to a fresh temporary file next to `path`, syncs it, and renames it over
-/// `path`. The temporary file is removed again on failure.
+/// Replaces `path` with `bytes` ([`super::fsio::write_atomic`]).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), GranularityError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let io_error = |action, error| GranularityError::Io {
-        action,
-        path: path.to_path_buf(),
-        error,
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp: PathBuf = dir.join(format!(
-        ".{name}.{}-{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    })();
-    if let Err(error) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_error("write", error));
-    }
-    if let Err(error) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_error("replace", error));
-    }
-    Ok(())
+    super::fsio::write_atomic(path, bytes).map_err(|error| GranularityError::Io { action: "write", path: path.to_path_buf(), error })
 }
 
 #[cfg(test)]

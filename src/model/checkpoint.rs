@@ -140,13 +140,13 @@ pub fn check_config<C: Serialize>(dir: &Path, found: &C, expected: &C) -> Result
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
+/// [`crate::granularity::fsio::write_atomic`], creating the parent folder first (checkpoints
+/// and the model card's figures go into folders of their own).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    fs::write(&tmp, bytes)?;
-    fs::rename(&tmp, path)
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    crate::granularity::fsio::write_atomic(path, bytes)
 }
 
 /// Writes the metadata file of a checkpoint directory atomically.

@@ -291,11 +291,7 @@ impl HostTrainer {
         for v in self.moment_1.iter().chain(&self.moment_2) {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
-        let tmp = path.with_extension("bin.tmp");
-        std::fs::write(&tmp, &bytes)
-            .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("{}: {e}", path.display()))
+        crate::granularity::fsio::write_atomic(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Reads what [`Self::save_state`] wrote and returns the training step it belongs to (`None`
