@@ -226,3 +226,30 @@ fn checkpoint_metadata_and_weights() {
         load(&bad)
     });
 }
+
+/// What the fuzzer found (2026-12-07), kept as regression inputs: a checkpoint whose head count
+/// overflows `heads × 64` panicked, and one whose sizes validate but ask for 171 GB aborted the
+/// process on allocation. Both are one-line errors now.
+#[test]
+fn fuzz_findings_stay_fixed() {
+    let dev = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GeneratorConfig::test_tiny();
+    save_module(dir.path(), GENERATOR_KIND, &cfg, &NvgGenerator::new(&cfg, &dev), 1, serde_json::Value::Null).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("checkpoint.json")).unwrap()).unwrap();
+    let cases: [(&[(&str, serde_json::Value)], &str); 3] = [
+        (&[("content_heads", serde_json::json!(u64::MAX))], "content_width"),
+        (&[("vocab_size", serde_json::json!(1u64 << 40))], "vocab_size"),
+        (&[("depth", serde_json::json!(200)), ("content_width", serde_json::json!(16_384)), ("content_heads", serde_json::json!(256))], "parameters"),
+    ];
+    for (fields, says) in cases {
+        let mut m = meta.clone();
+        for (field, value) in fields {
+            m["config"][*field] = value.clone();
+        }
+        let field = fields[0].0;
+        std::fs::write(dir.path().join("checkpoint.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+        let e = load_generator(dir.path(), &dev).map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains(says) && !e.contains('\n'), "{field}: {e}");
+    }
+}

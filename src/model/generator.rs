@@ -38,6 +38,9 @@ pub const TIME_MAX_PERIOD: f64 = 10_000.0;
 /// reference test vectors, which reuse it); recompute for any other tokenizer (§10.8).
 const PAPER_SCALE_FACTORS: [f32; 10] = [1.0, 4.1993, 3.4706, 3.0520, 2.7430, 2.4842, 2.2407, 2.0088, 1.7954, 1.6080];
 
+/// The most parameters a generator may have (8 GB of f32 weights; the paper's d24 has 1.07 G).
+pub const MAX_PARAMETERS: usize = 2_000_000_000;
+
 /// Shape of the generator (§4.1, §10.1–10.2), stored with every checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GeneratorConfig {
@@ -238,7 +241,7 @@ impl GeneratorConfig {
             ("content", self.content_width, self.content_heads),
             ("structure", self.structure_width, self.structure_heads),
         ] {
-            if h == 0 || w != h * HEAD_DIM {
+            if h == 0 || h.checked_mul(HEAD_DIM) != Some(w) {
                 return Err(format!("{name}_width {w} must equal {name}_heads {h} × head dim {HEAD_DIM}"));
             }
         }
@@ -264,6 +267,25 @@ impl GeneratorConfig {
         }
         if let Some(i) = self.scale_factors.iter().position(|s| !s.is_finite() || *s == 0.0) {
             return Err(format!("scale_factors[{i}] = {} must be finite and non-zero", self.scale_factors[i]));
+        }
+        // Bounds far above any real shape, so that a damaged or hostile configuration is refused
+        // instead of asking for more memory than exists (the paper's d24 has width 1536).
+        for (name, v, max) in [
+            ("depth", self.depth, 256),
+            ("content_width", self.content_width, 16_384),
+            ("structure_width", self.structure_width, 16_384),
+            ("mlp_ratio", self.mlp_ratio, 16),
+            ("vocab_size", self.vocab_size, 1 << 20),
+            ("num_classes", self.num_classes, 1 << 20),
+            ("latent_channels", self.latent_channels, 4096),
+        ] {
+            if v > max {
+                return Err(format!("{name} {v} is out of range (at most {max})"));
+            }
+        }
+        let params = self.param_count().total();
+        if params > MAX_PARAMETERS {
+            return Err(format!("the configuration has {params} parameters, more than the {MAX_PARAMETERS} this build loads"));
         }
         Ok(())
     }
