@@ -50,6 +50,12 @@ fn encode_writes_strip_and_sequence_for_any_pixel_format_and_size() {
         assert_eq!(loaded.stages.len(), cfg.num_stages());
         assert_eq!(loaded.grid_size, cfg.grid_side());
     }
+    // A sequence name it cannot write is refused before anything is written.
+    let strip = dir.path().join("never.png");
+    let (ok, _, err) = run(bin().arg("encode").arg(dir.path().join("gray.png")).arg("--model").arg(&model).arg("--strip").arg(&strip).arg("--out").arg(dir.path().join("seq.txt")));
+    assert!(!ok);
+    assert_clean_error(&err, "seq.txt");
+    assert!(!strip.exists(), "the strip was written although the command failed");
     // --json prints the same schema on stdout.
     let (ok, out, err) = run(bin().arg("encode").arg(dir.path().join("gray.png")).arg("--model").arg(&model).arg("--json"));
     assert!(ok, "{err}");

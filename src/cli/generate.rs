@@ -118,6 +118,13 @@ pub struct SwapArgs {
 /// `encode`: an image to its granularity sequence.
 pub fn encode(args: EncodeArgs, choice: BackendChoice) -> Result<()> {
     let EncodeArgs { image, model, reference_weights, preset: p, strip, out, json } = args;
+    // A sequence file name we cannot write is refused before anything is computed or written.
+    if let Some(o) = &out {
+        let ok = o.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("ron") || e.eq_ignore_ascii_case("json"));
+        if !ok {
+            bail!("--out {}: unknown extension; granularity sequences are .ron or .json files", o.display());
+        }
+    }
     let model = nvg_studio::bundled(&model);
     let b = pick_backend(choice)?;
     let (cfg, tok) = match reference_weights {
