@@ -69,6 +69,15 @@ fn unbalanced_layout_masks_are_accepted_and_respected() {
     image::GrayImage::from_pixel(5, 7, image::Luma([0])).save(&odd).unwrap();
     let e = layout_from_mask(&odd, 4, 16).unwrap_err().to_string();
     assert!(e.contains("odd.png") && e.contains("5×7"), "{e}");
+    // The format comes from the bytes: a PNG named .jpg reads the same; a file that is no image
+    // is one line naming it.
+    let renamed = dir.path().join("mask.jpg");
+    std::fs::copy(&mask, &renamed).unwrap();
+    assert_eq!(layout_from_mask(&renamed, 4, 16).unwrap(), map);
+    let junk = dir.path().join("junk.png");
+    std::fs::write(&junk, b"not an image at all").unwrap();
+    let e = layout_from_mask(&junk, 4, 16).unwrap_err().to_string();
+    assert!(e.contains("junk.png") && !e.contains('\n'), "{e}");
 }
 
 #[test]

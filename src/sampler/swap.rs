@@ -73,7 +73,12 @@ pub fn render(bundle: &Bundle, job: ImageJob, settings: &SamplerSettings) -> Res
 /// image_size` (each latent cell then takes the majority of its pixels). Any pixel that is not
 /// pure black or pure white makes it "not binary".
 pub fn layout_from_mask(path: &Path, side: usize, image_size: usize) -> Result<Vec<u32>, SwapError> {
-    let img = image::open(path).map_err(|e| SwapError::Invalid(format!("mask {}: cannot read ({e})", path.display())))?;
+    // The format is read from the file's bytes, not its extension (a PNG named .jpg still opens).
+    let img = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| SwapError::Invalid(format!("mask {}: cannot read ({e})", path.display())))?
+        .decode()
+        .map_err(|e| SwapError::Invalid(format!("mask {}: cannot read ({})", path.display(), crate::granularity::text::one_line(&e.to_string()))))?;
     let gray: GrayImage = img.to_luma8();
     let (w, h) = gray.dimensions();
     if let Some((x, y, p)) = gray.enumerate_pixels().find(|(_, _, p)| p.0[0] != 0 && p.0[0] != 255) {
