@@ -6,7 +6,8 @@
 //! never a panic.
 //!
 //! Seeded, so a CI run is reproducible: `NVG_FUZZ_ITERS` sets the inputs per target (default
-//! 300, ~10 s in all), `NVG_FUZZ_SEED` the seed. The long runs and what they found are in
+//! 300, under a second in all; `NVG_FUZZ_WEIGHT_ITERS` for the two weights targets, whose
+//! inputs each build a model), `NVG_FUZZ_SEED` the seed. The long runs and what they found are in
 //! docs/reliability.md.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -26,6 +27,12 @@ const INTERESTING: &[u8] = b"\x00\xff\x7f\x80\x01 9-\"[]{}(),:.eE\n\\";
 
 fn iterations(default: usize) -> usize {
     std::env::var("NVG_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Inputs per target for the weights targets (each input builds a model): `NVG_FUZZ_WEIGHT_ITERS`,
+/// else [`iterations`].
+fn weight_iterations(default: usize) -> usize {
+    std::env::var("NVG_FUZZ_WEIGHT_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| iterations(default))
 }
 
 fn seed() -> u64 {
@@ -212,7 +219,7 @@ fn checkpoint_metadata_and_weights() {
         load(&bad)
     });
     std::fs::write(bad.join("checkpoint.json"), &meta).unwrap();
-    fuzz("weights", std::slice::from_ref(&weights), iterations(100), |b| {
+    fuzz("weights", std::slice::from_ref(&weights), weight_iterations(100), |b| {
         std::fs::write(bad.join("model.bpk"), b).unwrap();
         load(&bad)
     });
@@ -221,15 +228,16 @@ fn checkpoint_metadata_and_weights() {
     let mut unchecked: serde_json::Value = serde_json::from_slice(&meta).unwrap();
     unchecked.as_object_mut().unwrap().remove("weights_sha256").expect("the checkpoint records its checksum");
     std::fs::write(bad.join("checkpoint.json"), serde_json::to_vec(&unchecked).unwrap()).unwrap();
-    fuzz("weights-unchecked", std::slice::from_ref(&weights), iterations(100), |b| {
+    fuzz("weights-unchecked", std::slice::from_ref(&weights), weight_iterations(100), |b| {
         std::fs::write(bad.join("model.bpk"), b).unwrap();
         load(&bad)
     });
 }
 
 /// What the fuzzer found (2026-12-07), kept as regression inputs: a checkpoint whose head count
-/// overflows `heads × 64` panicked, and one whose sizes validate but ask for 171 GB aborted the
-/// process on allocation. Both are one-line errors now.
+/// overflows `heads × 64` panicked; one whose sizes validate but ask for 171 GB aborted the
+/// process on allocation; a `kind` with a line break in it gave a two-line error. All are
+/// one-line errors now.
 #[test]
 fn fuzz_findings_stay_fixed() {
     let dev = Device::flex();
@@ -252,4 +260,9 @@ fn fuzz_findings_stay_fixed() {
         let e = load_generator(dir.path(), &dev).map(|_| ()).unwrap_err().to_string();
         assert!(e.contains(says) && !e.contains('\n'), "{field}: {e}");
     }
+    let mut m = meta.clone();
+    m["kind"] = serde_json::json!("gen\nerator");
+    std::fs::write(dir.path().join("checkpoint.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    let e = load_generator(dir.path(), &dev).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("expected a generator") && !e.contains('\n'), "{e}");
 }

@@ -122,7 +122,8 @@ pub fn read_meta<C: for<'de> Deserialize<'de>>(dir: &Path, kind: &str) -> Result
         .map_err(|e| CheckpointError::BadMeta { path: meta_path.clone(), reason: e.to_string() })?;
     let found_kind = raw.get("kind").and_then(|v| v.as_str()).unwrap_or("unknown").to_string();
     if found_kind != kind {
-        return Err(CheckpointError::WrongKind { path: dir.to_path_buf(), found: found_kind, expected: kind.into() });
+        // The file's own text goes into a one-line message: quoted, control characters escaped.
+        return Err(CheckpointError::WrongKind { path: dir.to_path_buf(), found: format!("{found_kind:?}"), expected: kind.into() });
     }
     let version = raw.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
     if version != CHECKPOINT_VERSION {
@@ -135,7 +136,7 @@ pub fn read_meta<C: for<'de> Deserialize<'de>>(dir: &Path, kind: &str) -> Result
 pub fn check_config<C: Serialize>(dir: &Path, found: &C, expected: &C) -> Result<(), CheckpointError> {
     match first_difference(found, expected) {
         None => Ok(()),
-        Some(diff) => Err(CheckpointError::ConfigMismatch { path: dir.to_path_buf(), diff }),
+        Some(diff) => Err(CheckpointError::ConfigMismatch { path: dir.to_path_buf(), diff: one_line(diff) }),
     }
 }
 
