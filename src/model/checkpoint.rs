@@ -159,7 +159,8 @@ pub fn write_meta<C: Serialize>(dir: &Path, meta: &CheckpointMeta<C>) -> Result<
 }
 
 
-/// Writes a module's weights (`model.bpk`) and then the metadata, each atomically.
+/// Writes a module's weights (`model.bpk`) and its metadata, put in place together
+/// ([`Staged`], [`commit_staged`] with the marker `.checkpoint-commit` in `dir`).
 pub fn save_module<M: burn::module::Module, C: Serialize>(
     dir: &Path,
     kind: &str,
@@ -168,18 +169,9 @@ pub fn save_module<M: burn::module::Module, C: Serialize>(
     step: u64,
     extra: serde_json::Value,
 ) -> Result<(), CheckpointError> {
-    fs::create_dir_all(dir).map_err(|e| CheckpointError::Write { path: dir.into(), reason: e.to_string() })?;
-    // A name of this process's own: a stray second writer never renames our half-written file.
-    let tmp = dir.join(format!(".{MODEL_FILE}.tmp{}", std::process::id()));
-    model
-        .clone()
-        .save_file(&tmp)
-        .map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: one_line(&format!("{e:?}")) })?;
-    let bytes = fs::read(&tmp).map_err(|e| CheckpointError::Write { path: tmp.clone(), reason: e.to_string() })?;
-    fs::rename(&tmp, dir.join(MODEL_FILE))
-        .map_err(|e| CheckpointError::Write { path: dir.join(MODEL_FILE), reason: e.to_string() })?;
-    let meta = CheckpointMeta { kind: kind.to_string(), version: CHECKPOINT_VERSION, config, step, extra, weights_sha256: Some(sha256_hex(&bytes)) };
-    write_meta(dir, &meta)
+    let mut staged = Staged::default();
+    staged.module(dir, kind, config, model, step, extra)?;
+    commit_staged(&dir.join(".checkpoint-commit"), staged)
 }
 
 /// The files of one checkpoint written under temporary names, to be renamed into place together

@@ -82,6 +82,22 @@ pub fn bench_train(b: &Backend, model_dir: &Path, reps: usize) -> Result<()> {
     let (s_count, bits, l, net) = (cfg.num_stages(), cfg.num_bits(), cfg.num_positions(), cfg.num_structure_stages());
     let (kc, ks) = (per_step.map_or(s_count, |k| k.min(s_count)), per_step.map_or(net, |k| k.min(net)));
 
+    // One step's batch, its teacher targets and its stage samples: the same for both paths.
+    let make_batch = |rng: &mut ChaCha8Rng, dev: &burn::tensor::Device| -> Result<(TeacherBatch, Vec<usize>, Vec<FlowSample>)> {
+        let mut imgs = Vec::with_capacity(batch);
+        let mut classes = Vec::with_capacity(batch);
+        for _ in 0..batch {
+            let (img, c) = data.get(rng.random_range(0..data.len()))?;
+            imgs.push(img);
+            classes.push(c);
+        }
+        let tb = TeacherBatch::encode(&tok, &tcfg, &imgs, classes, dev);
+        let full = tb.full_bits(bits);
+        let eps: Vec<f32> = (0..batch * l * bits).map(|_| normal(rng)).collect();
+        let c_stages: Vec<usize> = (0..kc).map(|i| (i * s_count) / kc).collect();
+        let flows = (0..ks).map(|i| FlowSample::new((i * net) / ks, &full, &eps, FlowSample::times(rng, batch), l, bits)).collect();
+        Ok((tb, c_stages, flows))
+    };
     let ad = b.device.clone().autodiff();
     ad.seed(0);
     let mut model = NvgGenerator::new(&cfg, &ad);
@@ -98,19 +114,7 @@ pub fn bench_train(b: &Backend, model_dir: &Path, reps: usize) -> Result<()> {
             }
             t = Instant::now();
         };
-        let mut imgs = Vec::with_capacity(batch);
-        let mut classes = Vec::with_capacity(batch);
-        for _ in 0..batch {
-            let (img, c) = data.get(rng.random_range(0..data.len()))?;
-            imgs.push(img);
-            classes.push(c);
-        }
-        let tb = TeacherBatch::encode(&tok, &tcfg, &imgs, classes, &ad);
-        let full = tb.full_bits(bits);
-        let eps: Vec<f32> = (0..batch * l * bits).map(|_| normal(&mut rng)).collect();
-        let c_stages: Vec<usize> = (0..kc).map(|i| (i * s_count) / kc).collect();
-        let flows: Vec<FlowSample> =
-            (0..ks).map(|i| FlowSample::new((i * net) / ks, &full, &eps, FlowSample::times(&mut rng, batch), l, bits)).collect();
+        let (tb, c_stages, flows) = make_batch(&mut rng, &ad)?;
         lap(&mut times, 0);
         let losses = batch_losses(&model, &tb, &c_stages, &flows);
         let loss = losses.objective(&ad);
@@ -140,19 +144,7 @@ pub fn bench_train(b: &Backend, model_dir: &Path, reps: usize) -> Result<()> {
             }
             t = Instant::now();
         };
-        let mut imgs = Vec::with_capacity(batch);
-        let mut classes = Vec::with_capacity(batch);
-        for _ in 0..batch {
-            let (img, c) = data.get(rng.random_range(0..data.len()))?;
-            imgs.push(img);
-            classes.push(c);
-        }
-        let tb = TeacherBatch::encode(&tok, &tcfg, &imgs, classes, &device);
-        let full = tb.full_bits(bits);
-        let eps: Vec<f32> = (0..batch * l * bits).map(|_| normal(&mut rng)).collect();
-        let c_stages: Vec<usize> = (0..kc).map(|i| (i * s_count) / kc).collect();
-        let flows: Vec<FlowSample> =
-            (0..ks).map(|i| FlowSample::new((i * net) / ks, &full, &eps, FlowSample::times(&mut rng, batch), l, bits)).collect();
+        let (tb, c_stages, flows) = make_batch(&mut rng, &device)?;
         lap(&mut host_times, 0);
         let hb = host_batch(&tb);
         lap(&mut host_times, 1);

@@ -1,6 +1,7 @@
 //! The small kernels of the host training path: a bounds-checked strided matrix product over
-//! the `gemm` crate, and the forward and backward formulas of LayerNorm, RMSNorm, RoPE, GELU
-//! (tanh) and SiLU on rows of `f32`.
+//! the `gemm` crate, and the forward and backward formulas of LayerNorm, RMSNorm, RoPE and SiLU
+//! on rows of `f32` (GELU and the softmax exponentials come from the inference path's vector
+//! kernels, `model::host::kernels`).
 
 /// A matrix view: element `(i, j)` at `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
@@ -132,24 +133,6 @@ pub fn silu_grad(x: f32) -> f32 {
     s * (1.0 + x * (1.0 - s))
 }
 
-const GELU_C: f32 = 0.797_884_6; // √(2/π)
-const GELU_A: f32 = 0.044_715;
-
-/// GELU, tanh approximation, and its derivative at `x`.
-pub fn gelu_and_grad(x: f32) -> (f32, f32) {
-    let u = GELU_C * (x + GELU_A * x * x * x);
-    let th = u.tanh();
-    let y = 0.5 * x * (1.0 + th);
-    let dy = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * GELU_C * (1.0 + 3.0 * GELU_A * x * x);
-    (y, dy)
-}
-
-/// GELU (tanh approximation).
-pub fn gelu(x: f32) -> f32 {
-    let u = GELU_C * (x + GELU_A * x * x * x);
-    0.5 * x * (1.0 + u.tanh())
-}
-
 /// Non-affine LayerNorm of one row: writes x̂ and returns 1/σ.
 pub fn layer_norm_row(x: &[f32], eps: f32, xn: &mut [f32]) -> f32 {
     let n = x.len() as f32;
@@ -215,21 +198,30 @@ pub fn rope_row_backward(d: &mut [f32], cos: &[f32], sin: &[f32]) {
     }
 }
 
-/// Softmax of one row in place (max-shifted).
-pub fn softmax_row(row: &mut [f32]) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let mut sum = 0.0;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+
+    // The scalar GELU formulas, the reference for the vector kernel's derivative.
+    const GELU_C: f32 = 0.797_884_6; // √(2/π)
+    const GELU_A: f32 = 0.044_715;
+
+    /// GELU, tanh approximation, and its derivative at `x`.
+    fn gelu_and_grad(x: f32) -> (f32, f32) {
+        let u = GELU_C * (x + GELU_A * x * x * x);
+        let th = u.tanh();
+        let y = 0.5 * x * (1.0 + th);
+        let dy = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * GELU_C * (1.0 + 3.0 * GELU_A * x * x);
+        (y, dy)
+    }
+
+    /// GELU (tanh approximation).
+    fn gelu(x: f32) -> f32 {
+        let u = GELU_C * (x + GELU_A * x * x * x);
+        0.5 * x * (1.0 + u.tanh())
+    }
+
 
     fn num_grad(f: impl Fn(f32) -> f32, x: f32) -> f32 {
         let h = 1e-3;
@@ -241,6 +233,10 @@ mod tests {
         for x in [-3.0f32, -0.7, 0.0, 0.4, 2.5] {
             assert!((silu_grad(x) - num_grad(silu, x)).abs() < 1e-3, "silu' at {x}");
             assert!((gelu_and_grad(x).1 - num_grad(gelu, x)).abs() < 1e-3, "gelu' at {x}");
+            // The vector kernel training uses gives the same value and derivative.
+            let (mut y, mut d) = ([0f32; 1], [0f32; 1]);
+            crate::model::host::kernels::gelu_tanh_with_grad(&[x], &mut y, &mut d);
+            assert!((y[0] - gelu(x)).abs() < 1e-5 && (d[0] - gelu_and_grad(x).1).abs() < 1e-4, "kernel at {x}");
         }
     }
 
